@@ -1,0 +1,141 @@
+// Package upstream is the client of the authorization server: discovery,
+// JWKS, ID token validation, the grants and the token endpoint.
+//
+// It knows nothing of sessions, cookies or routing; the proxy package holds a
+// *Client per route, so several authorization servers can coexist.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrUnavailable wraps failures to reach the authorization server:
+	// network errors, timeouts and 5xx answers.
+	ErrUnavailable = errors.New("authorization server unavailable")
+	// ErrInvalidIDToken wraps every reason to refuse an ID token.
+	ErrInvalidIDToken = errors.New("invalid ID token")
+	// ErrIssuerMismatch is returned when the authorization response's "iss"
+	// parameter (RFC 9207) is wrong or missing although required.
+	ErrIssuerMismatch = errors.New("authorization response issuer mismatch")
+)
+
+// maxBody caps every response body read from the authorization server.
+const maxBody = 1 << 20
+
+// Deps are the Client's collaborators.
+type Deps struct {
+	// HTTPClient makes every call. Nil: a new client with Config.Timeout and
+	// redirects disabled (never http.DefaultClient).
+	HTTPClient *http.Client
+	// Now is the clock for token validation. Nil: time.Now.
+	Now func() time.Time
+	// Logger receives discovery and key-set events. Nil: discards.
+	Logger *slog.Logger
+}
+
+// Client talks to one authorization server. It is safe for concurrent use
+// and holds no request context: every method takes its own.
+type Client struct {
+	cfg  Config
+	http *http.Client
+	now  func() time.Time
+	log  *slog.Logger
+	keys *keySet
+
+	metaMu      sync.Mutex
+	meta        *Metadata // nil until discovery succeeded
+	metaFailed  time.Time // last failed discovery, for back-off
+	metaErr     error
+	metaFlights singleflight.Group
+}
+
+// New returns a Client for cfg, applying defaults and validating it. It makes
+// no network call: discovery happens on first use (or call Discover).
+func New(cfg Config, deps Deps) (*Client, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, http: deps.HTTPClient, now: deps.Now, log: deps.Logger}
+	if c.http == nil {
+		c.http = &http.Client{
+			Timeout: cfg.Timeout,
+			// A redirect from the token endpoint could carry the client
+			// secret elsewhere; the protocol never needs one.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.keys = newKeySet(c)
+	return c, nil
+}
+
+// Config returns the effective configuration (defaults applied).
+func (c *Client) Config() Config { return c.cfg }
+
+// get performs a GET of url with accept and returns at most maxBody bytes of
+// a 200 answer.
+func (c *Client) get(ctx context.Context, url, accept string, bearer Secret) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Accept", accept)
+	if !bearer.IsZero() {
+		req.Header.Set("Authorization", "Bearer "+bearer.Reveal())
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, unreachable(err)
+	}
+	defer resp.Body.Close()
+	body, err := readLimited(resp.Body)
+	if err != nil {
+		return nil, unreachable(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		err := fmt.Errorf("GET %s: status %d", redactURL(url), resp.StatusCode)
+		if resp.StatusCode >= 500 {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return nil, err
+	}
+	return body, nil
+}
+
+// readLimited reads r up to maxBody bytes; a longer body is an error rather
+// than a silent truncation.
+func readLimited(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxBody {
+		return nil, fmt.Errorf("response larger than %d bytes", maxBody)
+	}
+	return b, nil
+}
+
+// unreachable marks a transport error as ErrUnavailable, keeping
+// context.DeadlineExceeded visible to errors.Is for 504 mapping.
+func unreachable(err error) error {
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}

@@ -1,0 +1,154 @@
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TokenError is an error answer of the token endpoint (RFC 6749 §5.2), or an
+// answer that was not one (Code empty, StatusCode set).
+type TokenError struct {
+	// StatusCode is the HTTP status of the answer.
+	StatusCode int
+	// Code is the "error" parameter, e.g. "invalid_grant".
+	Code string
+	// Description is the "error_description" parameter, as sent.
+	Description string
+}
+
+// Error describes the failure; it never contains a token or the secret.
+func (e *TokenError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("token endpoint answered status %d", e.StatusCode)
+	}
+	if e.Description == "" {
+		return "token endpoint: " + e.Code
+	}
+	return fmt.Sprintf("token endpoint: %s: %s", e.Code, e.Description)
+}
+
+// IsInvalidGrant reports whether err is the token endpoint refusing the grant
+// itself (expired or revoked refresh token, used code): the user must log in
+// again.
+func IsInvalidGrant(err error) bool {
+	var te *TokenError
+	return errors.As(err, &te) && te.Code == "invalid_grant"
+}
+
+// tokenResponse is the successful answer (RFC 6749 §5.1).
+type tokenResponse struct {
+	AccessToken  string          `json:"access_token"`
+	TokenType    string          `json:"token_type"`
+	RefreshToken string          `json:"refresh_token"`
+	IDToken      string          `json:"id_token"`
+	ExpiresIn    json.RawMessage `json:"expires_in"` // number, or a string at some servers
+	Scope        string          `json:"scope"`
+}
+
+// token posts form to the token endpoint with client authentication and
+// decodes the answer.
+func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
+	m, err := c.Metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	start := c.now()
+	status, body, err := c.postForm(ctx, m.TokenEndpoint, form)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		te := &TokenError{StatusCode: status}
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if json.Unmarshal(body, &e) == nil {
+			te.Code, te.Description = e.Error, truncate(e.Description, 200)
+		}
+		if status >= 500 {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, te)
+		}
+		return nil, te
+	}
+	var tr tokenResponse
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return nil, fmt.Errorf("token endpoint: invalid JSON answer")
+	}
+	if tr.AccessToken == "" {
+		return nil, fmt.Errorf("token endpoint: answer has no access_token")
+	}
+	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
+		return nil, fmt.Errorf("token endpoint: unsupported token_type %q", truncate(tr.TokenType, 20))
+	}
+	t := &Token{
+		AccessToken:  Secret(tr.AccessToken),
+		TokenType:    "Bearer",
+		RefreshToken: Secret(tr.RefreshToken),
+		IDToken:      Secret(tr.IDToken),
+		Scope:        tr.Scope,
+	}
+	if secs := parseExpiresIn(tr.ExpiresIn); secs > 0 {
+		// Count from when the request was sent, the conservative end.
+		t.Expiry = start.Add(time.Duration(secs) * time.Second)
+	}
+	return t, nil
+}
+
+// parseExpiresIn accepts a JSON number or a numeric string.
+func parseExpiresIn(raw json.RawMessage) int64 {
+	s := strings.Trim(string(raw), `"`)
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > 10*365*24*3600 {
+		return 0
+	}
+	return n
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// postForm POSTs form to endpoint with this client's authentication
+// (RFC 6749 §2.3.1) and returns the status and the size-limited body.
+func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	switch {
+	case c.cfg.ClientSecret.IsZero():
+		form.Set("client_id", c.cfg.ClientID) // public client, RFC 6749 §3.2.1
+	case c.cfg.ClientAuth == ClientSecretPost:
+		form.Set("client_id", c.cfg.ClientID)
+		form.Set("client_secret", c.cfg.ClientSecret.Reveal())
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if !c.cfg.ClientSecret.IsZero() && c.cfg.ClientAuth == ClientSecretBasic {
+		// Both parts form-urlencoded before Basic encoding (§2.3.1).
+		req.SetBasicAuth(url.QueryEscape(c.cfg.ClientID), url.QueryEscape(c.cfg.ClientSecret.Reveal()))
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, unreachable(err)
+	}
+	defer resp.Body.Close()
+	body, err := readLimited(resp.Body)
+	if err != nil {
+		return 0, nil, unreachable(err)
+	}
+	return resp.StatusCode, body, nil
+}

@@ -1,0 +1,182 @@
+package upstream
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"hash"
+	"slices"
+	"strings"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// maxTokenSize bounds a JWT before any parsing, so a huge or many-dotted
+// token is refused in constant work.
+const maxTokenSize = 64 << 10
+
+// Identity is who an ID token (and the userinfo endpoint) says the user is.
+type Identity struct {
+	Subject           string
+	Email             string
+	EmailVerified     bool
+	Name              string
+	PreferredUsername string
+	Groups            []string
+	// Claims are the remaining claims, protocol claims (iss, aud, exp,
+	// nonce, at_hash, ...) removed.
+	Claims map[string]any
+}
+
+// protocolClaims are not identity and are dropped from Identity.Claims.
+var protocolClaims = []string{"iss", "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "azp", "auth_time", "jti", "sid", "acr", "amr", "typ", "s_hash",
+	"sub", "email", "email_verified", "name", "preferred_username", "groups"}
+
+// VerifyIDToken validates an ID token (OpenID Connect Core §3.1.3.7): a
+// signature by a key from the server's JWKS with an allowed algorithm, iss,
+// aud (and azp), exp, nonce when wantNonce is set, and at_hash when the token
+// carries one and accessToken is given. Header parameters that point to other
+// keys (jku, x5u, jwk) are ignored. Every failure wraps ErrInvalidIDToken.
+func (c *Client) VerifyIDToken(ctx context.Context, raw Secret, wantNonce Secret, accessToken Secret) (*Identity, error) {
+	claims, alg, err := c.parseJWT(ctx, raw.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidIDToken, err)
+	}
+	if aud, _ := claims.GetAudience(); len(aud) > 1 {
+		if azp, _ := claims["azp"].(string); azp != c.cfg.ClientID {
+			return nil, fmt.Errorf("%w: several audiences and azp is not the client id", ErrInvalidIDToken)
+		}
+	}
+	if !wantNonce.IsZero() {
+		nonce, _ := claims["nonce"].(string)
+		if subtle.ConstantTimeCompare([]byte(nonce), []byte(wantNonce.Reveal())) != 1 {
+			return nil, fmt.Errorf("%w: nonce mismatch", ErrInvalidIDToken)
+		}
+	}
+	if atHash, ok := claims["at_hash"].(string); ok && !accessToken.IsZero() {
+		if !checkHalfHash(alg, accessToken.Reveal(), atHash) {
+			return nil, fmt.Errorf("%w: at_hash does not match the access token", ErrInvalidIDToken)
+		}
+	}
+	id := identityFrom(claims)
+	if id.Subject == "" {
+		return nil, fmt.Errorf("%w: no sub claim", ErrInvalidIDToken)
+	}
+	return id, nil
+}
+
+// parseJWT verifies a JWT's signature and its iss, aud and exp claims.
+func (c *Client) parseJWT(ctx context.Context, raw string) (jwt.MapClaims, string, error) {
+	if len(raw) > maxTokenSize {
+		return nil, "", fmt.Errorf("token larger than %d bytes", maxTokenSize)
+	}
+	if strings.Count(raw, ".") != 2 {
+		return nil, "", fmt.Errorf("not a compact JWS")
+	}
+	p := jwt.NewParser(
+		jwt.WithValidMethods(c.cfg.IDTokenAlgorithms),
+		jwt.WithIssuer(c.cfg.Issuer),
+		jwt.WithAudience(c.cfg.ClientID),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(c.cfg.ClockSkew),
+		jwt.WithTimeFunc(c.now),
+	)
+	var alg string
+	claims := jwt.MapClaims{}
+	_, err := p.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		alg = t.Method.Alg()
+		kid, _ := t.Header["kid"].(string)
+		return c.keys.lookup(ctx, kid, alg)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return claims, alg, nil
+}
+
+// checkHalfHash verifies an at_hash/c_hash value: the base64url left half of
+// the hash that matches the JWS algorithm (OpenID Connect Core §3.1.3.6).
+func checkHalfHash(alg, value, want string) bool {
+	var h hash.Hash
+	switch {
+	case alg == "EdDSA":
+		h = sha512.New() // Ed25519
+	case strings.HasSuffix(alg, "256"):
+		h = sha256.New()
+	case strings.HasSuffix(alg, "384"):
+		h = sha512.New384()
+	case strings.HasSuffix(alg, "512"):
+		h = sha512.New()
+	default:
+		return false
+	}
+	h.Write([]byte(value))
+	sum := h.Sum(nil)
+	got := base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// identityFrom reads the identity claims, tolerating the common variants
+// (email_verified as a string, groups as a single string).
+func identityFrom(claims map[string]any) *Identity {
+	str := func(k string) string { s, _ := claims[k].(string); return s }
+	id := &Identity{
+		Subject:           str("sub"),
+		Email:             str("email"),
+		Name:              str("name"),
+		PreferredUsername: str("preferred_username"),
+	}
+	switch v := claims["email_verified"].(type) {
+	case bool:
+		id.EmailVerified = v
+	case string:
+		id.EmailVerified = v == "true"
+	}
+	switch v := claims["groups"].(type) {
+	case string:
+		id.Groups = []string{v}
+	case []any:
+		for _, g := range v {
+			if s, ok := g.(string); ok {
+				id.Groups = append(id.Groups, s)
+			}
+		}
+	}
+	for k, v := range claims {
+		if !slices.Contains(protocolClaims, k) {
+			if id.Claims == nil {
+				id.Claims = map[string]any{}
+			}
+			id.Claims[k] = v
+		}
+	}
+	return id
+}
+
+// merge adds what other knows and id does not (userinfo after the ID token).
+func (id *Identity) merge(other *Identity) {
+	if id.Email == "" {
+		id.Email, id.EmailVerified = other.Email, other.EmailVerified
+	}
+	if id.Name == "" {
+		id.Name = other.Name
+	}
+	if id.PreferredUsername == "" {
+		id.PreferredUsername = other.PreferredUsername
+	}
+	if len(id.Groups) == 0 {
+		id.Groups = other.Groups
+	}
+	for k, v := range other.Claims {
+		if _, ok := id.Claims[k]; !ok {
+			if id.Claims == nil {
+				id.Claims = map[string]any{}
+			}
+			id.Claims[k] = v
+		}
+	}
+}
