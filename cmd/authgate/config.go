@@ -1,0 +1,309 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/authgate/authgate/proxy"
+	"github.com/authgate/authgate/session"
+	"github.com/authgate/authgate/upstream"
+)
+
+// fileConfig is the configuration file: the packages' Configs composed.
+// Every key is declared once, in the package that uses it.
+type fileConfig struct {
+	proxy.Config `yaml:",inline"`
+	// Log configures the process log.
+	Log logConfig `yaml:"log"`
+	// Upstream is the authorization server.
+	Upstream upstream.Config `yaml:"upstream"`
+	// Session is where sessions live and how the cookie is made.
+	Session session.Config `yaml:"session"`
+}
+
+// logConfig is the `log:` section.
+type logConfig struct {
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+	// Format is text (default) or json.
+	Format string `yaml:"format"`
+}
+
+func (c *logConfig) setDefaults() {
+	if c.Level == "" {
+		c.Level = "info"
+	}
+	if c.Format == "" {
+		c.Format = "text"
+	}
+}
+
+func (c *logConfig) validate() error {
+	var errs []error
+	switch c.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("level: must be debug, info, warn or error, got %q", c.Level))
+	}
+	if c.Format != "text" && c.Format != "json" {
+		errs = append(errs, fmt.Errorf("format: must be text or json, got %q", c.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// configError is a configuration problem; main exits 2 on it.
+type configError struct{ errs []error }
+
+func (e *configError) Error() string {
+	msgs := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// loadConfig reads, expands, decodes, defaults and validates a config file.
+// Every error names the key path (e.g. "routes[0].backend: not an absolute
+// URL"); none contains a secret value.
+func loadConfig(path string) (*fileConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &configError{[]error{fmt.Errorf("cannot read config file: %w", err)}}
+	}
+	return parseConfig(data, os.LookupEnv)
+}
+
+// parseConfig is loadConfig after the read; lookup resolves ${VAR}.
+func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, &configError{[]error{fmt.Errorf("not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))}}
+	}
+	if len(root.Content) == 0 {
+		return nil, &configError{[]error{errors.New("the config file is empty (start from config.example.yaml)")}}
+	}
+	w := &walker{lookup: lookup, lines: map[int]string{}}
+	w.walk(root.Content[0], reflect.TypeOf(fileConfig{}), "")
+	if len(w.errs) > 0 {
+		return nil, &configError{w.errs}
+	}
+	cfg := &fileConfig{}
+	if err := root.Content[0].Decode(cfg); err != nil {
+		return nil, &configError{w.typeErrors(err)}
+	}
+	cfg.Config.SetDefaults()
+	cfg.Log.setDefaults()
+	cfg.Upstream.SetDefaults()
+	cfg.Session.SetDefaults()
+	var errs []error
+	errs = appendPrefixed(errs, "", cfg.Config.Validate())
+	errs = appendPrefixed(errs, "log.", cfg.Log.validate())
+	errs = appendPrefixed(errs, "upstream.", cfg.Upstream.Validate())
+	errs = appendPrefixed(errs, "session.", cfg.Session.Validate())
+	if len(errs) > 0 {
+		return nil, &configError{errs}
+	}
+	return cfg, nil
+}
+
+// appendPrefixed flattens a (joined) error into errs, prefixing each.
+func appendPrefixed(errs []error, prefix string, err error) []error {
+	if err == nil {
+		return errs
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			errs = appendPrefixed(errs, prefix, e)
+		}
+		return errs
+	}
+	return append(errs, fmt.Errorf("%s%w", prefix, err))
+}
+
+// walker checks a YAML tree against the config's Go types before decoding,
+// so unknown keys are reported with their full path (yaml.v3 only gives a
+// line and a Go type name), and expands ${VAR} in scalars.
+type walker struct {
+	lookup func(string) (string, bool)
+	errs   []error
+	lines  map[int]string // line → key path, to name the key in type errors
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if path != "" {
+		if _, ok := w.lines[n.Line]; !ok {
+			w.lines[n.Line] = path
+		}
+	}
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		w.expand(n, path)
+		if t.Kind() == reflect.Struct && t != durationType && n.Tag != "!!null" {
+			w.errs = append(w.errs, fmt.Errorf("%s: must be a mapping (line %d)", orTop(path), n.Line))
+		}
+	case yaml.MappingNode:
+		if t.Kind() != reflect.Struct {
+			if t.Kind() != reflect.Map && t.Kind() != reflect.Interface {
+				w.errs = append(w.errs, fmt.Errorf("%s: must not be a mapping (line %d)", orTop(path), n.Line))
+			}
+			return
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			sub := join(path, key.Value)
+			ft, ok := fields[key.Value]
+			if !ok {
+				w.errs = append(w.errs, fmt.Errorf("%s: unknown key (line %d)%s", sub, key.Line, suggest(key.Value, fields)))
+				continue
+			}
+			w.lines[key.Line] = sub
+			w.walk(val, ft, sub)
+		}
+	case yaml.SequenceNode:
+		if t.Kind() != reflect.Slice {
+			w.errs = append(w.errs, fmt.Errorf("%s: must not be a list (line %d)", orTop(path), n.Line))
+			return
+		}
+		for i, item := range n.Content {
+			w.walk(item, t.Elem(), path+"["+strconv.Itoa(i)+"]")
+		}
+	}
+}
+
+// yamlFields maps the YAML keys of struct type t to their types, following
+// ",inline" fields.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	m := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			for k, v := range yamlFields(f.Type) {
+				m[k] = v
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		m[name] = f.Type
+	}
+	return m
+}
+
+// suggest names the closest known key when one is a likely typo.
+func suggest(key string, fields map[string]reflect.Type) string {
+	best, bestD := "", 3
+	for k := range fields {
+		if d := distance(key, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
+}
+
+// distance is the Levenshtein distance of two short strings.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// envRef matches ${NAME}; a bare $ is left alone, since secrets contain it.
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expand replaces ${VAR} in a scalar with the environment value. It works on
+// parsed scalars, not the raw text, so a value cannot inject YAML structure.
+func (w *walker) expand(n *yaml.Node, path string) {
+	if !strings.Contains(n.Value, "${") {
+		return
+	}
+	n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+		name := ref[2 : len(ref)-1]
+		v, ok := w.lookup(name)
+		if !ok {
+			w.errs = append(w.errs, fmt.Errorf("%s: environment variable %s is not set", orTop(path), name))
+		}
+		return v
+	})
+	// Let the expanded text resolve as if written in place (a bool, a
+	// duration, a string).
+	n.Tag, n.Style = "", 0
+}
+
+// quotedValue is how yaml.v3 quotes the value in a type error.
+var quotedValue = regexp.MustCompile("`[^`]*`")
+
+// typeErrors rewrites yaml.v3's "line N: cannot unmarshal ..." with the key
+// path of line N.
+func (w *walker) typeErrors(err error) []error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return []error{err}
+	}
+	var out []error
+	for _, msg := range te.Errors {
+		var line int
+		if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
+			if p, ok := w.lines[line]; ok {
+				// Drop the offending value: it may be a misplaced secret.
+				rest := quotedValue.ReplaceAllString(msg[strings.Index(msg, ":")+1:], "this value")
+				out = append(out, fmt.Errorf("%s: wrong type:%s (line %d)", p, rest, line))
+				continue
+			}
+		}
+		out = append(out, errors.New(msg))
+	}
+	return out
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func orTop(path string) string {
+	if path == "" {
+		return "(top level)"
+	}
+	return path
+}

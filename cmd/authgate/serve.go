@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/authgate/authgate/proxy"
+	"github.com/authgate/authgate/session"
+	"github.com/authgate/authgate/upstream"
+)
+
+// shutdownGrace is how long in-flight requests may finish after SIGTERM.
+const shutdownGrace = 25 * time.Second
+
+// gateway is a wired-up gateway, ready to serve.
+type gateway struct {
+	server *proxy.Server
+	closer func() error
+	up     *upstream.Client
+	store  session.Store
+}
+
+// build wires the packages from cfg.
+func build(cfg *fileConfig, log *slog.Logger) (*gateway, error) {
+	store, closeStore, err := session.OpenStore(cfg.Session, time.Now)
+	if err != nil {
+		return nil, fmt.Errorf("session store: %w", err)
+	}
+	sessions, err := session.NewManager(cfg.Session, store, time.Now)
+	if err != nil {
+		closeStore()
+		return nil, &configError{[]error{fmt.Errorf("session: %w", err)}}
+	}
+	up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: log.With("component", "upstream")})
+	if err != nil {
+		closeStore()
+		return nil, &configError{[]error{fmt.Errorf("upstream: %w", err)}}
+	}
+	srv, err := proxy.New(cfg.Config, proxy.Deps{Upstream: up, Sessions: sessions, Logger: log})
+	if err != nil {
+		closeStore()
+		return nil, &configError{[]error{err}}
+	}
+	return &gateway{server: srv, closer: closeStore, up: up, store: store}, nil
+}
+
+// serve runs the gateway until ctx ends, then drains in-flight requests.
+func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger) error {
+	g, err := build(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer g.closer()
+	hs := g.server.HTTPServer()
+	ln, err := net.Listen("tcp", hs.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("authgate listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "routes", len(cfg.Routes), "store", cfg.Session.Store, "version", version)
+	go g.warmUp(ctx, log)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining in-flight requests", "grace", shutdownGrace.String())
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// warmUp loads the authorization server's metadata and checks the store,
+// logging progress while either is not there yet, so an operator sees why
+// /readyz fails. Requests are served meanwhile.
+func (g *gateway) warmUp(ctx context.Context, log *slog.Logger) {
+	go func() {
+		if err := g.up.Discover(ctx); err == nil {
+			log.Info("authorization server ready")
+		}
+	}()
+	delay := 500 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := g.store.Ping(pctx)
+		cancel()
+		if err == nil {
+			log.Info("session store ready")
+			return
+		}
+		log.Warn("session store not reachable, retrying", "retry_in", delay.String(), "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}

@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"time"
+
+	"github.com/authgate/authgate/session"
+)
+
+// NewTransport returns the transport to the backends: many idle connections
+// per host (the default of 2 makes a busy gateway dial for most requests),
+// bounded dials and TLS handshakes, no proxy from the environment.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+}
+
+// newReverseProxy builds the route's proxy. Rewrite (not Director) runs
+// after hop-by-hop headers, including any named by Connection, are gone, so
+// "Connection: Authorization" cannot strip what it injects (SECURITY.md 23).
+func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httputil.ReverseProxy {
+	identity := on(rt.cfg.IdentityHeaders, true)
+	passHost := on(rt.cfg.PassHostHeader, true)
+	ours := []string{s.cookies.session, s.cookies.binding}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(rt.backend)
+			if passHost {
+				pr.Out.Host = pr.In.Host
+			}
+			pr.SetXForwarded()
+			removeCookies(pr.Out.Header, ours...)
+			sess, _ := pr.In.Context().Value(sessionKey{}).(*session.Session)
+			if sess == nil {
+				return // a public path: no identity
+			}
+			h := pr.Out.Header
+			h["Authorization"] = []string{"Bearer " + sess.Token.AccessToken.Reveal()}
+			if identity {
+				setIf(h, "X-Forwarded-User", sess.Subject)
+				setIf(h, "X-Forwarded-Email", sess.Email)
+				setIf(h, "X-Forwarded-Preferred-Username", sess.PreferredUsername)
+				if len(sess.Groups) > 0 {
+					h["X-Forwarded-Groups"] = []string{headerValue(strings.Join(sess.Groups, ","))}
+				}
+			}
+		},
+		Transport:    transport,
+		ErrorHandler: s.backendError,
+		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+func setIf(h http.Header, k, v string) {
+	if v != "" {
+		h[k] = []string{headerValue(v)}
+	}
+}
+
+// errBackend* are the backend failures the error pages tell apart.
+var (
+	errBackendDown    = &pageError{status: http.StatusBadGateway, title: "Backend unavailable", message: "The application behind this gateway is not answering. Try again in a moment."}
+	errBackendTimeout = &pageError{status: http.StatusGatewayTimeout, title: "Backend timeout", message: "The application behind this gateway took too long to answer."}
+)
+
+// backendError answers a failed proxy round trip with a clean page.
+func (s *Server) backendError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the client went away
+	}
+	s.log.Warn("backend request failed", "path", r.URL.Path, "error", err.Error())
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		s.page(w, r, errBackendTimeout)
+		return
+	}
+	s.page(w, r, errBackendDown)
+}

@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/authgate/authgate/session"
+	"github.com/authgate/authgate/upstream"
+)
+
+// codeFlow authenticates browser users with the authorization code grant
+// and a session cookie.
+type codeFlow struct {
+	s *Server
+}
+
+// authenticate loads the session named by the cookie, renewing its access
+// token when it is about to expire. No cookie, or one that does not decode
+// or names no session, starts a login; a store failure is an error (503),
+// and the cookie is kept so the user is back as soon as the store is.
+func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *route) (*session.Session, bool, error) {
+	s := a.s
+	raw := cookieValue(r, s.cookies.session)
+	if raw == "" {
+		return nil, false, s.challenge(w, r, rt)
+	}
+	ticket, err := s.sessions.DecodeTicket(raw)
+	if err != nil {
+		s.log.Debug("session cookie refused", "reason", "invalid cookie")
+		return nil, false, s.challenge(w, r, rt)
+	}
+	ctx := r.Context()
+	sess, ver, err := s.sessions.Load(ctx, ticket)
+	if errors.Is(err, session.ErrNotFound) {
+		return nil, false, s.challenge(w, r, rt)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if sess.Token.ExpiresWithin(s.now(), s.refreshBefore) {
+		fresh, fver, err := s.refresh(ctx, ticket)
+		switch {
+		case err == nil:
+			sess, ver = fresh, fver
+		case upstream.IsInvalidGrant(err) || errors.Is(err, session.ErrNotFound):
+			// SECURITY.md 20: the grant is gone; so is the session.
+			if err := s.sessions.Delete(ctx, ticket); err != nil && !errors.Is(err, session.ErrNotFound) {
+				return nil, false, err
+			}
+			return nil, false, s.challenge(w, r, rt)
+		case !sess.Token.ExpiresWithin(s.now(), 0):
+			// The token is still valid: serve with it, refresh next time.
+			s.log.Warn("token refresh failed; using the current token until it expires", "error", err.Error())
+		default:
+			return nil, false, err
+		}
+	}
+	if err := s.sessions.Touch(ctx, ticket, sess, ver); err != nil {
+		s.log.Debug("session touch failed", "error", err.Error())
+	}
+	return sess, true, nil
+}
+
+// refresh renews the session's tokens once across all gateways.
+func (s *Server) refresh(ctx context.Context, t session.Ticket) (*session.Session, session.Version, error) {
+	needs := func(x *session.Session) bool { return x.Token.ExpiresWithin(s.now(), s.refreshBefore) }
+	renew := func(ctx context.Context, old upstream.Token) (upstream.Token, error) {
+		tok, err := s.up.Refresh(ctx, old)
+		if err != nil {
+			return upstream.Token{}, err
+		}
+		return *tok, nil
+	}
+	return s.sessions.Refresh(ctx, t, needs, renew)
+}
+
+// challenge answers an unauthenticated request: a browser navigation starts
+// a login, anything else gets 401 (an API client cannot follow a login).
+func (s *Server) challenge(w http.ResponseWriter, r *http.Request, rt *route) error {
+	if cookieValue(r, s.cookies.session) != "" {
+		s.clearCookie(w, s.cookies.session)
+	}
+	if !isNavigation(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="authgate"`)
+		s.page(w, r, &pageError{status: http.StatusUnauthorized, title: "Sign-in required",
+			message: "This request needs a signed-in session.", retry: s.cfg.Prefix + "/start"})
+		return nil
+	}
+	return s.startLogin(w, r, rt, s.requestTarget(r))
+}
+
+// requestTarget is where the user goes back to after login: the request's
+// path and query, made absolute when it was for another host than the
+// public URL's.
+func (s *Server) requestTarget(r *http.Request) string {
+	uri := r.URL.RequestURI()
+	if r.Host == "" || r.Host == s.public.Host {
+		return uri
+	}
+	return s.public.Scheme + "://" + r.Host + uri
+}

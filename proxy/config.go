@@ -1,0 +1,249 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Grant names, as written in a route's `grant` key.
+const (
+	GrantAuthorizationCode = "authorization_code"
+)
+
+// laterGrants are the grants of the design that this version does not
+// implement yet; naming one is a configuration error, not a silent fallback.
+var laterGrants = []string{"implicit", "password", "client_credentials"}
+
+// Config is the HTTP front's part of the configuration file (its top level).
+type Config struct {
+	// Listen is the address to serve on. Default ":4180".
+	Listen string `yaml:"listen"`
+	// PublicURL is the external base URL of the gateway, e.g.
+	// "https://app.example.com". Required. The OAuth redirect URI is
+	// PublicURL + Prefix + "/callback"; it never comes from request headers.
+	PublicURL string `yaml:"public_url"`
+	// Prefix is the path under which the gateway's own endpoints live.
+	// Default "/oauth2".
+	Prefix string `yaml:"prefix"`
+	// AllowedRedirectDomains lists the hosts, besides PublicURL's, that a
+	// post-login or post-logout redirect may go to: "app.example.com"
+	// (exact) or ".example.com" (any subdomain of example.com). Default none.
+	AllowedRedirectDomains []string `yaml:"allowed_redirect_domains"`
+	// AccessLog logs one line per request (method, path without query,
+	// status, duration, route). Default true.
+	AccessLog *bool `yaml:"access_log"`
+	// Limits bounds what clients may send.
+	Limits Limits `yaml:"limits"`
+	// Routes are matched in order; the first match wins. At least one.
+	Routes []Route `yaml:"routes"`
+}
+
+// Limits bounds client input and slow clients.
+type Limits struct {
+	// ReadHeaderTimeout bounds reading request headers. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes idle keep-alive connections. Default 120s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes caps the request header size. Default 64 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxCookies caps the number of cookies in one request. Default 200.
+	MaxCookies int `yaml:"max_cookies"`
+}
+
+// Route protects one backend.
+type Route struct {
+	// Match selects the requests of this route.
+	Match Match `yaml:"match"`
+	// Backend is the protected application's base URL, e.g.
+	// "http://127.0.0.1:8080". Required.
+	Backend string `yaml:"backend"`
+	// Grant is how users authenticate: "authorization_code". Required.
+	Grant string `yaml:"grant"`
+	// Allow restricts which authenticated users may pass. Empty: everyone
+	// the authorization server authenticates.
+	Allow Allow `yaml:"allow"`
+	// PublicPaths are path prefixes served without authentication (and with
+	// no identity headers), matched against the normalised path.
+	PublicPaths []string `yaml:"public_paths"`
+	// IdentityHeaders sends X-Forwarded-User, -Email, -Preferred-Username
+	// and -Groups to the backend. Default true.
+	IdentityHeaders *bool `yaml:"identity_headers"`
+	// PassHostHeader forwards the client's Host header to the backend
+	// instead of the backend URL's host. Default true.
+	PassHostHeader *bool `yaml:"pass_host_header"`
+	// AllowCrossSiteWrites lets POST, PUT, PATCH and DELETE from other sites
+	// through with the session cookie. Default false: such requests get 403
+	// (a CSRF defence for backends that have none).
+	AllowCrossSiteWrites bool `yaml:"allow_cross_site_writes"`
+}
+
+// Match selects requests by host and path prefix.
+type Match struct {
+	// Host is the exact Host header to match (port ignored); empty: any.
+	Host string `yaml:"host"`
+	// PathPrefix is the path prefix to match; default "/". A prefix ending
+	// in "/" matches below it; one without also matches itself exactly.
+	PathPrefix string `yaml:"path_prefix"`
+}
+
+// Allow is a route's access policy. A user passes when (Emails or
+// EmailDomains is empty, or the verified email is listed or in a listed
+// domain) and (Groups is empty, or the user is in one of them).
+type Allow struct {
+	// Emails are exact addresses (case-insensitive), verified only.
+	Emails []string `yaml:"emails"`
+	// EmailDomains are domains whose verified addresses pass; "*" any.
+	EmailDomains []string `yaml:"email_domains"`
+	// Groups: membership in any one of them passes.
+	Groups []string `yaml:"groups"`
+}
+
+// on reads an optional boolean with its default.
+func on(b *bool, def bool) bool {
+	if b == nil {
+		return def
+	}
+	return *b
+}
+
+// SetDefaults fills the zero fields that have a default.
+func (c *Config) SetDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":4180"
+	}
+	if c.Prefix == "" {
+		c.Prefix = "/oauth2"
+	}
+	c.Prefix = strings.TrimSuffix(c.Prefix, "/")
+	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+	l := &c.Limits
+	if l.ReadHeaderTimeout == 0 {
+		l.ReadHeaderTimeout = 10 * time.Second
+	}
+	if l.IdleTimeout == 0 {
+		l.IdleTimeout = 120 * time.Second
+	}
+	if l.MaxHeaderBytes == 0 {
+		l.MaxHeaderBytes = 64 << 10
+	}
+	if l.MaxCookies == 0 {
+		l.MaxCookies = 200
+	}
+	for i := range c.Routes {
+		if c.Routes[i].Match.PathPrefix == "" {
+			c.Routes[i].Match.PathPrefix = "/"
+		}
+	}
+}
+
+// Validate reports every problem in c, each prefixed with its key path.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "not a host:port address (e.g. \":4180\")")
+	}
+	if c.PublicURL == "" {
+		bad("public_url", "required: the external base URL of the gateway, e.g. https://app.example.com")
+	} else if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("public_url", "not an absolute http(s) URL")
+	} else if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		bad("public_url", "must not contain a query, fragment or user info")
+	}
+	if !strings.HasPrefix(c.Prefix, "/") || strings.ContainsAny(c.Prefix, "?#") {
+		bad("prefix", "must be an absolute path such as /oauth2")
+	}
+	for i, d := range c.AllowedRedirectDomains {
+		if d == "" || strings.ContainsAny(d, "/:@\\ ") {
+			bad(fmt.Sprintf("allowed_redirect_domains[%d]", i), "must be a host name such as app.example.com or .example.com")
+		}
+	}
+	if c.Limits.MaxHeaderBytes < 4096 {
+		bad("limits.max_header_bytes", "must be at least 4096")
+	}
+	if len(c.Routes) == 0 {
+		bad("routes", "at least one route is required")
+	}
+	for i, r := range c.Routes {
+		if err := r.validate(); err != nil {
+			errs = append(errs, prefixErrors(fmt.Sprintf("routes[%d].", i), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Route) validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if r.Backend == "" {
+		bad("backend", "required: the URL of the application to protect, e.g. http://127.0.0.1:8080")
+	} else if u, err := url.Parse(r.Backend); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("backend", "not an absolute URL")
+	} else if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		bad("backend", "must not contain a query, fragment or user info")
+	}
+	switch {
+	case r.Grant == GrantAuthorizationCode:
+	case r.Grant == "":
+		bad("grant", "required: %q", GrantAuthorizationCode)
+	case slices.Contains(laterGrants, r.Grant):
+		bad("grant", "%q is not supported yet in this version; use %q", r.Grant, GrantAuthorizationCode)
+	default:
+		bad("grant", "unknown grant %q; use %q", r.Grant, GrantAuthorizationCode)
+	}
+	if !strings.HasPrefix(r.Match.PathPrefix, "/") {
+		bad("match.path_prefix", "must start with /")
+	} else if cleanPath(r.Match.PathPrefix) != strings.TrimSuffix(r.Match.PathPrefix, "/") && r.Match.PathPrefix != "/" {
+		bad("match.path_prefix", "must be a clean path (no //, . or .. segments)")
+	}
+	if strings.ContainsAny(r.Match.Host, "/ @") {
+		bad("match.host", "must be a host name")
+	}
+	for i, p := range r.PublicPaths {
+		if !strings.HasPrefix(p, "/") || (p != "/" && cleanPath(p) != strings.TrimSuffix(p, "/")) {
+			bad(fmt.Sprintf("public_paths[%d]", i), "must be a clean absolute path such as /static/")
+		}
+	}
+	for i, e := range r.Allow.Emails {
+		if strings.Count(e, "@") != 1 {
+			bad(fmt.Sprintf("allow.emails[%d]", i), "not an email address")
+		}
+	}
+	for i, d := range r.Allow.EmailDomains {
+		if d == "" || strings.Contains(d, "@") {
+			bad(fmt.Sprintf("allow.email_domains[%d]", i), "must be a domain such as example.com (or *)")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// prefixErrors puts prefix before each joined error's message.
+func prefixErrors(prefix string, err error) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			errs = append(errs, fmt.Errorf("%s%w", prefix, e))
+		}
+		return errors.Join(errs...)
+	}
+	return fmt.Errorf("%s%w", prefix, err)
+}
+
+// cleanPath normalises an URL path for matching: dot-segments resolved,
+// repeated slashes collapsed, no trailing slash (except for "/").
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	return path.Clean(p)
+}

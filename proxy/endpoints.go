@@ -1,0 +1,188 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/authgate/authgate/session"
+)
+
+var (
+	errMethod = &pageError{status: http.StatusMethodNotAllowed, title: "Method not allowed", message: "This endpoint does not accept that method."}
+	errNoPage = &pageError{status: http.StatusNotFound, title: "Not found", message: "There is no gateway page at this address."}
+)
+
+// serveEndpoint dispatches the reserved endpoints under the prefix; name is
+// the path after the prefix, e.g. "/callback".
+func (s *Server) serveEndpoint(w http.ResponseWriter, r *http.Request, name string) {
+	switch name {
+	case "/start":
+		s.start(w, r)
+	case "/callback":
+		s.callback(w, r)
+	case "/sign_out":
+		s.signOut(w, r)
+	case "/userinfo":
+		s.userinfo(w, r)
+	default:
+		s.fail(w, r, errNoPage)
+	}
+}
+
+// currentSession loads the session of the request's cookie; nil without
+// error when there is none.
+func (s *Server) currentSession(r *http.Request) (*session.Session, session.Ticket, error) {
+	var zero session.Ticket
+	ticket, err := s.sessions.DecodeTicket(cookieValue(r, s.cookies.session))
+	if err != nil {
+		return nil, zero, nil
+	}
+	sess, _, err := s.sessions.Load(r.Context(), ticket)
+	if errors.Is(err, session.ErrNotFound) {
+		return nil, zero, nil
+	}
+	if err != nil {
+		return nil, zero, err
+	}
+	return sess, ticket, nil
+}
+
+// userinfo serves /oauth2/userinfo: the session's identity as JSON, never
+// its tokens (SECURITY.md 29).
+func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.fail(w, r, errMethod)
+		return
+	}
+	sess, _, err := s.currentSession(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if sess == nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="authgate"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"status": 401, "error": "not signed in"})
+		return
+	}
+	groups := sess.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"user":               sess.Subject,
+		"email":              sess.Email,
+		"email_verified":     sess.EmailVerified,
+		"name":               sess.Name,
+		"preferred_username": sess.PreferredUsername,
+		"groups":             groups,
+	})
+}
+
+// signOut serves /oauth2/sign_out. GET shows a confirmation page whose POST
+// carries a token bound to the session cookie, so a cross-site link or image
+// cannot log a user out (SECURITY.md 16). POST deletes the session
+// server-side, revokes the refresh token, clears the cookie and ends the
+// session at the authorization server when it supports RP-initiated logout.
+func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
+	raw := cookieValue(r, s.cookies.session)
+	rd := r.FormValue("rd")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		if raw == "" {
+			s.finishSignOut(w, r, rd)
+			return
+		}
+		s.render(w, r, http.StatusOK, pageData{
+			Title:   "Sign out",
+			Message: "Sign out of this application?",
+			Form: &pageForm{Action: s.cfg.Prefix + "/sign_out", Button: "Sign out",
+				Fields: map[string]string{"rd": s.safeRedirect(rd), "csrf": signOutToken(raw)}},
+		})
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+		if err := r.ParseForm(); err != nil {
+			s.fail(w, r, errBadRequest)
+			return
+		}
+		rd = r.PostForm.Get("rd")
+		if raw != "" && subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(signOutToken(raw))) != 1 {
+			s.fail(w, r, errCrossSite)
+			return
+		}
+		if raw != "" {
+			if err := s.endSession(r.Context(), raw); err != nil {
+				s.fail(w, r, err) // the store is down: the session is not gone, say so
+				return
+			}
+		}
+		s.finishSignOut(w, r, rd)
+	default:
+		s.fail(w, r, errMethod)
+	}
+}
+
+// endSession deletes the session server-side and revokes its refresh token.
+func (s *Server) endSession(ctx context.Context, raw string) error {
+	ticket, err := s.sessions.DecodeTicket(raw)
+	if err != nil {
+		return nil // nothing server-side to end
+	}
+	sess, _, err := s.sessions.Load(ctx, ticket)
+	if err != nil && !errors.Is(err, session.ErrNotFound) {
+		return err
+	}
+	if err := s.sessions.Delete(ctx, ticket); err != nil {
+		return err
+	}
+	if sess != nil && !sess.Token.RefreshToken.IsZero() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := s.up.Revoke(rctx, sess.Token.RefreshToken, "refresh_token"); err != nil {
+			s.log.Warn("refresh token revocation failed", "error", err.Error())
+		}
+	}
+	s.log.Info("logout", "sub", subjectOf(sess))
+	return nil
+}
+
+func subjectOf(s *session.Session) string {
+	if s == nil {
+		return ""
+	}
+	return s.Subject
+}
+
+// finishSignOut clears the cookie and redirects: to the authorization
+// server's end_session_endpoint when it has one, else to rd.
+func (s *Server) finishSignOut(w http.ResponseWriter, r *http.Request, rd string) {
+	s.clearCookie(w, s.cookies.session)
+	target := s.safeRedirect(rd)
+	if target == "" {
+		target = "/"
+	}
+	abs := target
+	if target[0] == '/' {
+		abs = s.cfg.PublicURL + target
+	}
+	if end, err := s.up.EndSessionURL(r.Context(), abs); err == nil && end != "" {
+		target = end
+	}
+	noStore(w.Header())
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// signOutToken is the sign-out form's CSRF token: a hash of the HttpOnly
+// session cookie, which a cross-site page can neither read nor derive.
+func signOutToken(cookie string) string {
+	sum := sha256.Sum256([]byte("authgate sign-out\x00" + cookie))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// parseTarget parses a redirect target already accepted by safeRedirect.
+func parseTarget(target string) (*url.URL, error) { return url.Parse(target) }

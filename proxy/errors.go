@@ -1,0 +1,81 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/authgate/authgate/session"
+	"github.com/authgate/authgate/upstream"
+)
+
+// pageError is an error with the status and words a user sees. Its fields
+// never hold a token, code, cookie or secret.
+type pageError struct {
+	status  int
+	title   string
+	message string
+	// retry, when set, links to where the user can start over.
+	retry string
+	// cause is logged, never shown.
+	cause error
+}
+
+func (e *pageError) Error() string {
+	if e.cause != nil {
+		return e.title + ": " + e.cause.Error()
+	}
+	return e.title
+}
+
+func (e *pageError) Unwrap() error { return e.cause }
+
+// withCause returns a copy of e that logs cause.
+func (e *pageError) withCause(cause error) *pageError {
+	c := *e
+	c.cause = cause
+	return &c
+}
+
+var (
+	errNoRoute    = &pageError{status: http.StatusNotFound, title: "Not found", message: "No application is configured for this address."}
+	errForbidden  = &pageError{status: http.StatusForbidden, title: "Access denied", message: "You are signed in, but your account is not allowed to use this application. Ask its owner for access, or sign out and use another account."}
+	errCrossSite  = &pageError{status: http.StatusForbidden, title: "Cross-site request refused", message: "This request came from another site and was refused to protect your session. Go back to the application and try again."}
+	errStoreDown  = &pageError{status: http.StatusServiceUnavailable, title: "Temporarily unavailable", message: "The session store cannot be reached. Your session is kept; try again in a moment."}
+	errUpstream   = &pageError{status: http.StatusBadGateway, title: "Sign-in service unavailable", message: "The authorization server is not answering. Try again in a moment."}
+	errUpTimeout  = &pageError{status: http.StatusGatewayTimeout, title: "Sign-in service timeout", message: "The authorization server took too long to answer. Try again in a moment."}
+	errInternal   = &pageError{status: http.StatusInternalServerError, title: "Internal error", message: "Something went wrong in the gateway. Try again; if it persists, tell the administrator."}
+	errBadRequest = &pageError{status: http.StatusBadRequest, title: "Bad request", message: "The request could not be understood."}
+)
+
+// classify maps any error to the page the user gets: the one place where
+// errors become HTTP statuses.
+func classify(err error) *pageError {
+	var pe *pageError
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, session.ErrUnavailable):
+		return errStoreDown.withCause(err)
+	case errors.Is(err, upstream.ErrUnavailable) && errors.Is(err, context.DeadlineExceeded):
+		return errUpTimeout.withCause(err)
+	case errors.Is(err, upstream.ErrUnavailable):
+		return errUpstream.withCause(err)
+	default:
+		return errInternal.withCause(err)
+	}
+}
+
+// fail logs err (server-side causes only) and writes its page.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	pe := classify(err)
+	if pe.status >= 500 {
+		s.log.Error(pe.title, "path", r.URL.Path, "status", pe.status, "error", err.Error())
+	} else if pe.cause != nil {
+		s.log.Info(pe.title, "path", r.URL.Path, "status", pe.status, "error", pe.cause.Error())
+	}
+	if pe.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	s.page(w, r, pe)
+}

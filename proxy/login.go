@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/authgate/authgate/session"
+	"github.com/authgate/authgate/upstream"
+)
+
+// maxParam bounds the callback parameters the gateway reads.
+const maxParam = 4096
+
+var (
+	errLoginExpired = &pageError{status: http.StatusBadRequest, title: "Sign-in expired",
+		message: "This sign-in could not be matched to your browser: it took too long, was already used, or your browser blocks cookies. Start again.",
+		retry:   "/"}
+	errLoginFailed = &pageError{status: http.StatusBadRequest, title: "Sign-in failed",
+		message: "The authorization server's answer could not be accepted. Start again; if it keeps failing, tell the administrator.",
+		retry:   "/"}
+	errTokenRejected = &pageError{status: http.StatusUnauthorized, title: "Sign-in failed",
+		message: "The identity token from the authorization server failed verification. Start again; if it keeps failing, tell the administrator.",
+		retry:   "/"}
+)
+
+// startLogin sends the browser to the authorization endpoint: a fresh state
+// (130 bits), PKCE verifier and nonce are kept server-side under the state,
+// and bound to this browser by the binding cookie, which every pending login
+// of the browser shares — one small cookie however many tabs log in at once.
+func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, rt *route, target string) error {
+	if s.safeRedirect(target) == "" {
+		target = "/"
+	}
+	binding, err := s.sessions.DecodeBinding(cookieValue(r, s.cookies.binding))
+	if err != nil {
+		if binding, err = session.NewBinding(); err != nil {
+			return err
+		}
+	}
+	state := rand.Text()
+	req := upstream.AuthRequest{
+		RedirectURI: s.redirectURI,
+		State:       state,
+		Nonce:       upstream.Secret(rand.Text()),
+		Verifier:    upstream.NewVerifier(),
+	}
+	ls := &session.LoginState{
+		Binding:    sha256.Sum256(binding[:]),
+		Verifier:   req.Verifier,
+		Nonce:      req.Nonce,
+		RedirectTo: target,
+		Route:      strconv.Itoa(rt.index),
+		CreatedAt:  s.now(),
+	}
+	authURL, err := s.up.AuthCodeURL(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	if err := s.sessions.SaveState(r.Context(), state, ls); err != nil {
+		return err
+	}
+	value, err := s.sessions.EncodeBinding(binding)
+	if err != nil {
+		return err
+	}
+	s.setCookie(w, s.cookies.binding, value, s.sessions.Config().LoginTimeout)
+	noStore(w.Header())
+	http.Redirect(w, r, authURL, http.StatusFound)
+	return nil
+}
+
+// start serves /oauth2/start?rd=: an explicit login.
+func (s *Server) start(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.fail(w, r, errMethod)
+		return
+	}
+	// No session fixation: whatever session cookie came in is dropped.
+	if cookieValue(r, s.cookies.session) != "" {
+		s.clearCookie(w, s.cookies.session)
+	}
+	target := s.safeRedirect(r.URL.Query().Get("rd"))
+	if target == "" {
+		target = "/"
+	}
+	rt := s.loginRoute(target)
+	if rt == nil {
+		s.fail(w, r, errNoRoute)
+		return
+	}
+	if err := s.startLogin(w, r, rt, target); err != nil {
+		s.fail(w, r, err)
+	}
+}
+
+// loginRoute picks the route whose grant logs in for target: the route
+// matching it, else the first authorization code route.
+func (s *Server) loginRoute(target string) *route {
+	host, p := s.public.Host, target
+	if u, err := parseTarget(target); err == nil {
+		if u.Host != "" {
+			host = u.Host
+		}
+		p = u.Path
+	}
+	if rt := s.match(host, cleanPath(p)); rt != nil && rt.cfg.Grant == GrantAuthorizationCode {
+		return rt
+	}
+	for _, rt := range s.routes {
+		if rt.cfg.Grant == GrantAuthorizationCode {
+			return rt
+		}
+	}
+	return nil
+}
+
+// callback serves /oauth2/callback: the authorization response. The state is
+// checked (single use, bound to this browser) before anything else, and
+// before the code is redeemed (SECURITY.md 6).
+func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		s.fail(w, r, errMethod)
+		return
+	}
+	ctx := r.Context()
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" || len(state) > maxParam || len(q.Get("code")) > maxParam {
+		s.fail(w, r, errLoginExpired.withCause(errors.New("missing or oversized state")))
+		return
+	}
+	binding, err := s.sessions.DecodeBinding(cookieValue(r, s.cookies.binding))
+	if err != nil {
+		s.fail(w, r, errLoginExpired.withCause(errors.New("no valid binding cookie")))
+		return
+	}
+	ls, err := s.sessions.TakeState(ctx, state)
+	if errors.Is(err, session.ErrNotFound) {
+		s.fail(w, r, errLoginExpired.withCause(errors.New("unknown, used or expired state")))
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !ls.BoundTo(binding) {
+		s.fail(w, r, errLoginExpired.withCause(errors.New("state bound to another browser")))
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		pe := &pageError{status: http.StatusForbidden, title: "Sign-in was not completed",
+			message: "The authorization server answered: " + truncate(e, 100) + ": " + truncate(q.Get("error_description"), 300),
+			retry:   "/"}
+		s.fail(w, r, pe)
+		return
+	}
+	if err := s.up.CheckIssuer(ctx, q.Get("iss"), q.Has("iss")); err != nil {
+		s.fail(w, r, errLoginFailed.withCause(err))
+		return
+	}
+	code := q.Get("code")
+	if code == "" {
+		s.fail(w, r, errLoginFailed.withCause(errors.New("no code in the authorization response")))
+		return
+	}
+	login, err := s.up.Exchange(ctx, code, upstream.AuthRequest{RedirectURI: s.redirectURI, State: state, Nonce: ls.Nonce, Verifier: ls.Verifier})
+	switch {
+	case err == nil:
+	case errors.Is(err, upstream.ErrInvalidIDToken):
+		s.fail(w, r, errTokenRejected.withCause(err))
+		return
+	case errors.Is(err, upstream.ErrUnavailable):
+		s.fail(w, r, err)
+		return
+	default:
+		s.fail(w, r, errLoginFailed.withCause(err))
+		return
+	}
+	id := login.Identity
+	sess := &session.Session{
+		Subject:           id.Subject,
+		Email:             id.Email,
+		EmailVerified:     id.EmailVerified,
+		Name:              id.Name,
+		PreferredUsername: id.PreferredUsername,
+		Groups:            id.Groups,
+		Claims:            id.Claims,
+		Token:             *login.Token,
+	}
+	// A previous session of this browser ends here: a new ticket for every
+	// login (SECURITY.md 14).
+	if old, err := s.sessions.DecodeTicket(cookieValue(r, s.cookies.session)); err == nil {
+		_ = s.sessions.Delete(ctx, old)
+	}
+	ticket, err := s.sessions.Create(ctx, sess)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	value, err := s.sessions.EncodeTicket(ticket)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.setCookie(w, s.cookies.session, value, s.sessions.Config().MaxLifetime)
+	// The binding cookie stays: other tabs may still be logging in with it.
+	target := s.safeRedirect(ls.RedirectTo) // re-validated (SECURITY.md 2)
+	if target == "" {
+		target = "/"
+	}
+	s.log.Info("login", "sub", id.Subject, "route", ls.Route)
+	noStore(w.Header())
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

@@ -1,0 +1,268 @@
+// Package proxy is authgate's HTTP front: route matching, the reserved
+// /oauth2/ endpoints, an authenticator per route, header rules, the pages,
+// and the reverse proxy to the backends.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/authgate/authgate/session"
+	"github.com/authgate/authgate/upstream"
+)
+
+// Deps are the Server's collaborators.
+type Deps struct {
+	// Upstream is the authorization server client used by every route.
+	Upstream *upstream.Client
+	// Sessions stores sessions and pending logins. Required.
+	Sessions *session.Manager
+	// Logger receives access and error logs. Nil: discards.
+	Logger *slog.Logger
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
+	// Transport carries requests to the backends. Nil: NewTransport().
+	Transport http.RoundTripper
+}
+
+// Server is the gateway's http.Handler. Create it with New.
+type Server struct {
+	cfg      Config
+	public   *url.URL
+	redirectURI string // PublicURL + Prefix + "/callback"
+	routes   []*route
+	sessions *session.Manager
+	up       *upstream.Client
+	log      *slog.Logger
+	now      func() time.Time
+	cookies  cookieNames
+	// endpoints is Prefix + "/", precomputed for the hot path.
+	endpoints string
+	// refreshBefore is how long before expiry access tokens are renewed.
+	refreshBefore time.Duration
+}
+
+// cookieNames are the effective names of the gateway's cookies.
+type cookieNames struct {
+	session, binding string
+	secure           bool
+	domain           string
+}
+
+// route is a configured route, ready to serve.
+type route struct {
+	index   int
+	cfg     Route
+	backend *url.URL
+	proxy   *httputil.ReverseProxy
+	auth    authenticator
+	public  []string // public path prefixes (validated clean)
+}
+
+// authenticator establishes who is calling a route; each grant has one.
+type authenticator interface {
+	// authenticate returns the caller's session. ok=false means it wrote
+	// the response itself (a login redirect or a 401).
+	authenticate(w http.ResponseWriter, r *http.Request, rt *route) (s *session.Session, ok bool, err error)
+}
+
+// New builds the Server; cfg gets its defaults and is validated.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Sessions == nil || deps.Upstream == nil {
+		return nil, errors.New("proxy: Sessions and Upstream are required")
+	}
+	s := &Server{
+		cfg:           cfg,
+		sessions:      deps.Sessions,
+		up:            deps.Upstream,
+		log:           deps.Logger,
+		now:           deps.Now,
+		refreshBefore: time.Minute,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.endpoints = cfg.Prefix + "/"
+	s.public, _ = url.Parse(cfg.PublicURL)
+	s.redirectURI = cfg.PublicURL + cfg.Prefix + "/callback"
+	sc := deps.Sessions.Config().Cookie
+	s.cookies = cookieNames{session: sc.Name, binding: sc.Name + "_csrf", secure: sc.IsSecure(), domain: sc.Domain}
+	if s.cookies.secure && sc.Domain == "" {
+		// The __Host- prefix makes browsers refuse the cookie unless it is
+		// Secure, host-only and Path=/ (RFC 6265bis §4.1.3.2).
+		s.cookies.session = "__Host-" + s.cookies.session
+		s.cookies.binding = "__Host-" + s.cookies.binding
+	}
+	if s.public.Scheme == "https" && !s.cookies.secure {
+		s.log.Warn("session.cookie.secure is false although public_url is https")
+	}
+	transport := deps.Transport
+	if transport == nil {
+		transport = NewTransport()
+	}
+	for i, rc := range cfg.Routes {
+		rt, err := s.newRoute(i, rc, transport)
+		if err != nil {
+			return nil, fmt.Errorf("routes[%d]: %w", i, err)
+		}
+		s.routes = append(s.routes, rt)
+	}
+	return s, nil
+}
+
+func (s *Server) newRoute(i int, rc Route, transport http.RoundTripper) (*route, error) {
+	backend, err := url.Parse(rc.Backend)
+	if err != nil {
+		return nil, err
+	}
+	rt := &route{index: i, cfg: rc, backend: backend, public: rc.PublicPaths}
+	switch rc.Grant {
+	case GrantAuthorizationCode:
+		rt.auth = &codeFlow{s: s}
+	default:
+		return nil, fmt.Errorf("grant %q not supported", rc.Grant)
+	}
+	rt.proxy = s.newReverseProxy(rt, transport)
+	return rt, nil
+}
+
+// HTTPServer returns an http.Server for this handler with the configured
+// limits (SECURITY.md 38).
+func (s *Server) HTTPServer() *http.Server {
+	l := s.cfg.Limits
+	return &http.Server{
+		Addr:              s.cfg.Listen,
+		Handler:           s.withAccessLog(s),
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// ServeHTTP routes one request: the gateway's endpoints, then the route's
+// authenticator, policy and the backend.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if countCookies(r.Header) > s.cfg.Limits.MaxCookies {
+		s.fail(w, r, &pageError{status: http.StatusRequestHeaderFieldsTooLarge, title: "Too many cookies",
+			message: "Your browser sent too many cookies. Clear the cookies of this site and try again."})
+		return
+	}
+	p := r.URL.Path
+	if strings.HasPrefix(p, s.endpoints) {
+		s.serveEndpoint(w, r, p[len(s.cfg.Prefix):])
+		return
+	}
+	switch p {
+	case "/healthz":
+		s.healthz(w, r)
+		return
+	case "/readyz":
+		s.readyz(w, r)
+		return
+	}
+	clean := cleanPath(p)
+	rt := s.match(r.Host, clean)
+	if rt == nil {
+		s.fail(w, r, errNoRoute)
+		return
+	}
+	stripIdentityHeaders(r.Header)
+	if up := r.Header.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
+		r.Header.Del("Upgrade") // h2c and other upgrades are not proxied (SECURITY.md 28)
+	}
+	if rt.isPublic(clean) {
+		rt.proxy.ServeHTTP(w, r)
+		return
+	}
+	sess, ok, err := rt.auth.authenticate(w, r, rt)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !ok {
+		return
+	}
+	if !rt.cfg.Allow.permits(sess) {
+		s.fail(w, r, errForbidden)
+		return
+	}
+	if !rt.cfg.AllowCrossSiteWrites && s.crossSiteWrite(r) {
+		s.fail(w, r, errCrossSite)
+		return
+	}
+	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
+}
+
+// match returns the first route for host and the cleaned path.
+func (s *Server) match(host, clean string) *route {
+	if h, _, ok := strings.Cut(host, ":"); ok && !strings.HasPrefix(host, "[") {
+		host = h
+	}
+	for _, rt := range s.routes {
+		if rt.cfg.Match.Host != "" && !strings.EqualFold(rt.cfg.Match.Host, host) {
+			continue
+		}
+		if pathHasPrefix(clean, rt.cfg.Match.PathPrefix) {
+			return rt
+		}
+	}
+	return nil
+}
+
+// pathHasPrefix matches "/app/" against "/app/x" and "/app", and "/app"
+// against "/app" and "/app/x" but not "/apple".
+func pathHasPrefix(clean, prefix string) bool {
+	if prefix == "/" {
+		return true
+	}
+	p := strings.TrimSuffix(prefix, "/")
+	return clean == p || strings.HasPrefix(clean, p+"/")
+}
+
+func (rt *route) isPublic(clean string) bool {
+	for _, p := range rt.public {
+		if pathHasPrefix(clean, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// crossSiteWrite reports an unsafe method sent from another site
+// (SECURITY.md 18): browsers mark it with Sec-Fetch-Site or Origin.
+func (s *Server) crossSiteWrite(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return false
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "cross-site"
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false // not a browser, or an old one on a same-origin form
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return true // "null" and garbage
+	}
+	return !strings.EqualFold(u.Host, r.Host) && !strings.EqualFold(u.Host, s.public.Host)
+}
+
+// sessionKey carries the authenticated session to the proxy's Rewrite.
+type sessionKey struct{}
