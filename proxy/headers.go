@@ -124,7 +124,6 @@ func removeCookies(h http.Header, names ...string) {
 	h["Cookie"] = []string{strings.Join(kept, "; ")}
 }
 
-
 // countCookies counts the cookies in the request's Cookie headers.
 func countCookies(h http.Header) int {
 	n := 0

@@ -34,15 +34,15 @@ type Deps struct {
 
 // Server is the gateway's http.Handler. Create it with New.
 type Server struct {
-	cfg      Config
-	public   *url.URL
+	cfg         Config
+	public      *url.URL
 	redirectURI string // PublicURL + Prefix + "/callback"
-	routes   []*route
-	sessions *session.Manager
-	up       *upstream.Client
-	log      *slog.Logger
-	now      func() time.Time
-	cookies  cookieNames
+	routes      []*route
+	sessions    *session.Manager
+	up          *upstream.Client
+	log         *slog.Logger
+	now         func() time.Time
+	cookies     cookieNames
 	// endpoints is Prefix + "/", precomputed for the hot path.
 	endpoints string
 	// refreshBefore is how long before expiry access tokens are renewed.

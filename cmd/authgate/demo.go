@@ -105,4 +105,3 @@ Press Ctrl-C to stop.
 	}
 	return nil
 }
-
