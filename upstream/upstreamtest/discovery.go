@@ -1,0 +1,54 @@
+package upstreamtest
+
+import "net/http"
+
+// metadata is the provider metadata of OpenID Connect Discovery 1.0 §3 and
+// RFC 8414 §2.
+type metadata struct {
+	Issuer                            string   `json:"issuer"`
+	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
+	TokenEndpoint                     string   `json:"token_endpoint"`
+	JWKSURI                           string   `json:"jwks_uri"`
+	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
+	EndSessionEndpoint                string   `json:"end_session_endpoint"`
+	RevocationEndpoint                string   `json:"revocation_endpoint"`
+	ResponseTypesSupported            []string `json:"response_types_supported"`
+	ResponseModesSupported            []string `json:"response_modes_supported"`
+	GrantTypesSupported               []string `json:"grant_types_supported"`
+	SubjectTypesSupported             []string `json:"subject_types_supported"`
+	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
+	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported"`
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
+	RevocationAuthMethodsSupported    []string `json:"revocation_endpoint_auth_methods_supported"`
+	ScopesSupported                   []string `json:"scopes_supported"`
+	ClaimsSupported                   []string `json:"claims_supported"`
+	IssParameterSupported             bool     `json:"authorization_response_iss_parameter_supported"`
+}
+
+// serveDiscovery serves the same metadata at both well-known paths.
+func (s *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
+	authMethods := []string{"client_secret_basic", "client_secret_post"}
+	writeJSON(w, http.StatusOK, metadata{
+		Issuer:                            s.URL,
+		AuthorizationEndpoint:             s.URL + "/authorize",
+		TokenEndpoint:                     s.URL + "/token",
+		JWKSURI:                           s.URL + "/jwks",
+		UserinfoEndpoint:                  s.URL + "/userinfo",
+		EndSessionEndpoint:                s.URL + "/logout",
+		RevocationEndpoint:                s.URL + "/revoke",
+		ResponseTypesSupported:            []string{"code"},
+		ResponseModesSupported:            []string{"query"},
+		GrantTypesSupported:               []string{"authorization_code", "refresh_token"},
+		SubjectTypesSupported:             []string{"public"},
+		CodeChallengeMethodsSupported:     []string{"S256"},
+		IDTokenSigningAlgValuesSupported:  []string{"RS256"},
+		TokenEndpointAuthMethodsSupported: authMethods,
+		RevocationAuthMethodsSupported:    authMethods,
+		ScopesSupported:                   []string{"openid", "profile", "email", "groups", "offline_access"},
+		ClaimsSupported: []string{
+			"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash",
+			"email", "email_verified", "name", "preferred_username", "groups",
+		},
+		IssParameterSupported: !s.omitIss,
+	})
+}

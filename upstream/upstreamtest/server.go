@@ -1,0 +1,302 @@
+package upstreamtest
+
+import (
+	"encoding/json"
+	"html/template"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// maxBodyBytes bounds every request body the server reads.
+const maxBodyBytes = 64 << 10
+
+// Config configures a Server. The zero value is a usable configuration.
+type Config struct {
+	// Listener is where the server accepts connections. Nil means a fresh
+	// listener on 127.0.0.1 with a port chosen by the kernel. The issuer is
+	// "http://" + Listener.Addr().String().
+	Listener net.Listener
+	// Clients are the registered OAuth clients. Empty means one client,
+	// {ID: "authgate", Secret: "authgate-secret"}, accepting loopback
+	// redirect URIs.
+	Clients []Client
+	// Users are the accounts that can sign in. Empty means DefaultUsers().
+	// Users[0] is who the non-interactive server signs in without a
+	// login_hint.
+	Users []User
+	// AccessTokenTTL is the lifetime of access tokens. Zero or negative
+	// means one hour. SetAccessTokenTTL changes it later.
+	AccessTokenTTL time.Duration
+	// IDTokenTTL is the lifetime of ID tokens. Zero or negative means one
+	// hour.
+	IDTokenTTL time.Duration
+	// Interactive makes /authorize show an HTML login form, as the demo
+	// needs. False means /authorize approves at once, as the user whose
+	// username or email is the login_hint parameter, else as Users[0]; a
+	// login_hint naming no user is answered with error=access_denied.
+	Interactive bool
+	// GroupsInUserinfoOnly leaves the "groups" claim out of ID tokens, so it
+	// is only available from /userinfo.
+	GroupsInUserinfoOnly bool
+	// OmitIssParameter leaves `iss` out of authorization responses and
+	// advertises authorization_response_iss_parameter_supported=false
+	// (RFC 9207).
+	OmitIssParameter bool
+	// Now is the clock for every expiry and issue time. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is a running authorization server. Its methods are safe for
+// concurrent use.
+type Server struct {
+	// URL is the base URL of the server, of the form http://ipaddr:port
+	// with no trailing slash. It is also the issuer.
+	URL string
+
+	hs                   *httptest.Server
+	handler              http.Handler
+	pages                *template.Template
+	clients              []Client
+	users                []User
+	idTokenTTL           time.Duration
+	interactive          bool
+	groupsInUserinfoOnly bool
+	omitIss              bool
+	now                  func() time.Time
+	closing              chan struct{}
+	closeOnce            sync.Once
+
+	mu             sync.Mutex
+	keys           []*signingKey // the last one signs
+	codes          map[string]*authCode
+	refreshTokens  map[string]*grant // current, unrotated refresh tokens
+	accessTokens   map[string]*grant // by jti
+	revokedTokens  map[string]bool   // tokens named in a successful /revoke
+	accessTTL      time.Duration
+	tokenDelay     time.Duration
+	idTokenSigner  func(jwt.MapClaims) (string, error)
+	authorizeHook  func(url.Values)
+	endpointCounts map[string]int
+	grantCounts    map[string]int
+	total          int
+}
+
+// NewServer starts a server configured by cfg and returns it. The caller
+// must call Close when done. NewServer panics if it cannot listen or
+// generate a signing key, as httptest.NewServer does.
+func NewServer(cfg Config) *Server {
+	s := &Server{
+		clients:              cloneClients(cfg.Clients),
+		users:                cloneUsers(cfg.Users),
+		idTokenTTL:           cfg.IDTokenTTL,
+		interactive:          cfg.Interactive,
+		groupsInUserinfoOnly: cfg.GroupsInUserinfoOnly,
+		omitIss:              cfg.OmitIssParameter,
+		now:                  cfg.Now,
+		closing:              make(chan struct{}),
+		pages:                template.Must(template.New("pages").Parse(pageTemplates)),
+		codes:                make(map[string]*authCode),
+		refreshTokens:        make(map[string]*grant),
+		accessTokens:         make(map[string]*grant),
+		revokedTokens:        make(map[string]bool),
+		accessTTL:            cfg.AccessTokenTTL,
+		endpointCounts:       make(map[string]int),
+		grantCounts:          make(map[string]int),
+	}
+	if len(s.clients) == 0 {
+		s.clients = []Client{{ID: "authgate", Secret: "authgate-secret"}}
+	}
+	if len(s.users) == 0 {
+		s.users = DefaultUsers()
+	}
+	if s.accessTTL <= 0 {
+		s.accessTTL = time.Hour
+	}
+	if s.idTokenTTL <= 0 {
+		s.idTokenTTL = time.Hour
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	key, err := newSigningKey()
+	if err != nil {
+		panic("upstreamtest: " + err.Error())
+	}
+	s.keys = []*signingKey{key}
+	s.handler = s.routes()
+
+	s.hs = httptest.NewUnstartedServer(s.handler)
+	if cfg.Listener != nil {
+		_ = s.hs.Listener.Close()
+		s.hs.Listener = cfg.Listener
+	}
+	s.hs.Config.ReadHeaderTimeout = 10 * time.Second
+	s.hs.Config.MaxHeaderBytes = 64 << 10
+	// The issuer is fixed before the first request can arrive; httptest
+	// computes the same string in Start.
+	s.URL = "http://" + s.hs.Listener.Addr().String()
+	s.hs.Start()
+	return s
+}
+
+// Close shuts the server down and blocks until all outstanding requests
+// have completed; a token request waiting out SetTokenDelay returns at once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.hs.Close()
+}
+
+// Issuer returns the issuer identifier, which is the same as URL.
+func (s *Server) Issuer() string { return s.URL }
+
+// Handler returns the server's HTTP handler, which serves every endpoint
+// and updates the counters. Its issuer stays URL wherever it is mounted.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// SetIDTokenSigner replaces the function that turns ID token claims into a
+// token, so that a test can alter claims or sign with alg "none" or HS256.
+// Nil restores the default, Sign.
+func (s *Server) SetIDTokenSigner(f func(claims jwt.MapClaims) (string, error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idTokenSigner = f
+}
+
+// SetAuthorizeResponseHook installs f to edit the query of each successful
+// authorization response (code, state, iss) before the redirect is sent.
+// Nil removes the hook.
+func (s *Server) SetAuthorizeResponseHook(f func(q url.Values)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.authorizeHook = f
+}
+
+// SetAccessTokenTTL sets the lifetime of access tokens issued from now on.
+// Zero or negative means one hour.
+func (s *Server) SetAccessTokenTTL(d time.Duration) {
+	if d <= 0 {
+		d = time.Hour
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.accessTTL = d
+}
+
+// SetTokenDelay makes the token endpoint wait d before it handles each
+// request, to widen races between concurrent refreshes. Zero removes the
+// delay.
+func (s *Server) SetTokenDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokenDelay = d
+}
+
+// Count returns how many requests the named endpoint has received:
+// "discovery", "jwks", "authorize", "token", "userinfo", "end_session" or
+// "revoke". Both discovery paths count as "discovery".
+func (s *Server) Count(endpoint string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endpointCounts[endpoint]
+}
+
+// GrantCount returns how many token requests, successful or not, named
+// grantType as their grant_type, such as "authorization_code" or
+// "refresh_token".
+func (s *Server) GrantCount(grantType string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.grantCounts[grantType]
+}
+
+// TotalRequests returns how many requests the server has received, on any
+// path, including unknown ones.
+func (s *Server) TotalRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
+// routes builds the handler for every endpoint.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	get, getPost, post := []string{http.MethodGet}, []string{http.MethodGet, http.MethodPost}, []string{http.MethodPost}
+	mux.Handle("/.well-known/openid-configuration", s.endpoint("discovery", get, s.serveDiscovery))
+	mux.Handle("/.well-known/oauth-authorization-server", s.endpoint("discovery", get, s.serveDiscovery))
+	mux.Handle("/jwks", s.endpoint("jwks", get, s.serveJWKS))
+	mux.Handle("/authorize", s.endpoint("authorize", getPost, s.serveAuthorize))
+	mux.Handle("/token", s.endpoint("token", post, s.serveToken))
+	mux.Handle("/userinfo", s.endpoint("userinfo", getPost, s.serveUserinfo))
+	mux.Handle("/logout", s.endpoint("end_session", getPost, s.serveLogout))
+	mux.Handle("/revoke", s.endpoint("revoke", post, s.serveRevoke))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.total++
+		s.mu.Unlock()
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// endpoint wraps h so that it counts as name and answers only methods
+// (HEAD is allowed wherever GET is).
+func (s *Server) endpoint(name string, methods []string, h http.HandlerFunc) http.Handler {
+	allow := methods[0]
+	for _, m := range methods[1:] {
+		allow += ", " + m
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.endpointCounts[name]++
+		s.mu.Unlock()
+		for _, m := range methods {
+			if r.Method == m || (r.Method == http.MethodHead && m == http.MethodGet) {
+				h(w, r)
+				return
+			}
+		}
+		w.Header().Set("Allow", allow)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	})
+}
+
+// writeJSON sends v as a JSON response. Public documents (discovery, JWKS)
+// carry no caching headers, so that clients apply their own policy.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// writePrivateJSON sends v as a JSON response that no cache may store, as
+// RFC 6749 §5.1 requires for responses carrying tokens or user data.
+func writePrivateJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	writeJSON(w, status, v)
+}
+
+// oauthError is the error response body of RFC 6749 §5.2.
+type oauthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+// writeOAuthError sends an RFC 6749 §5.2 error response.
+func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
+	writePrivateJSON(w, status, oauthError{Error: code, Description: description})
+}
