@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"net/http"
 	"strconv"
@@ -48,13 +47,13 @@ func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, rt *route, t
 		Verifier:    upstream.NewVerifier(),
 	}
 	ls := &session.LoginState{
-		Binding:    sha256.Sum256(binding[:]),
 		Verifier:   req.Verifier,
 		Nonce:      req.Nonce,
 		RedirectTo: target,
 		Route:      strconv.Itoa(rt.index),
 		CreatedAt:  s.now(),
 	}
+	ls.BindTo(binding)
 	authURL, err := s.up.AuthCodeURL(r.Context(), req)
 	if err != nil {
 		return err
