@@ -268,8 +268,23 @@ func (w *walker) expand(n *yaml.Node, path string) {
 	n.Tag, n.Style = "", 0
 }
 
-// quotedValue is how yaml.v3 quotes the value in a type error.
-var quotedValue = regexp.MustCompile("`[^`]*`")
+// wantedType turns yaml.v3's "cannot unmarshal X into T" into advice.
+func wantedType(msg string) string {
+	switch {
+	case strings.HasSuffix(msg, "into time.Duration"):
+		return "must be a duration such as 30s, 10m or 12h"
+	case strings.HasSuffix(msg, "into bool"):
+		return "must be true or false"
+	case strings.HasSuffix(msg, "into int"):
+		return "must be a whole number"
+	case strings.Contains(msg, "into []"):
+		return "must be a list"
+	case strings.HasSuffix(msg, "into string"), strings.HasSuffix(msg, "into upstream.Secret"):
+		return "must be a single value (quote it)"
+	default:
+		return "has the wrong type"
+	}
+}
 
 // typeErrors rewrites yaml.v3's "line N: cannot unmarshal ..." with the key
 // path of line N.
@@ -283,9 +298,8 @@ func (w *walker) typeErrors(err error) []error {
 		var line int
 		if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
 			if p, ok := w.lines[line]; ok {
-				// Drop the offending value: it may be a misplaced secret.
-				rest := quotedValue.ReplaceAllString(msg[strings.Index(msg, ":")+1:], "this value")
-				out = append(out, fmt.Errorf("%s: wrong type:%s (line %d)", p, rest, line))
+				// Never echo the offending value: it may be a misplaced secret.
+				out = append(out, fmt.Errorf("%s: %s (line %d)", p, wantedType(msg), line))
 				continue
 			}
 		}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// validSecret is base64 of 32 random bytes.
+const validSecret = "q0dN1m3m0Q4y6V2Zr2n8f9G7kJ1pX5tB8cW3eR6yH0s="
+
+const validConfig = `
+public_url: "https://app.example.com"
+upstream:
+  issuer: "https://idp.example.com"
+  client_id: "authgate"
+  client_secret: "${TEST_CLIENT_SECRET}"
+session:
+  cookie:
+    secret: "${TEST_COOKIE_SECRET}"
+routes:
+  - backend: "http://127.0.0.1:8080"
+    grant: authorization_code
+`
+
+func env(extra map[string]string) func(string) (string, bool) {
+	vars := map[string]string{"TEST_CLIENT_SECRET": "s3cr3t-client", "TEST_COOKIE_SECRET": validSecret}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+}
+
+func TestValidConfig(t *testing.T) {
+	cfg, err := parseConfig([]byte(validConfig), env(nil))
+	if err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	if cfg.Listen != ":4180" || cfg.Session.Cookie.Name != "_authgate" || cfg.Upstream.ClientSecret.Reveal() != "s3cr3t-client" {
+		t.Errorf("defaults or expansion wrong: listen=%q cookie=%q", cfg.Listen, cfg.Session.Cookie.Name)
+	}
+	if len(cfg.Upstream.Scopes) != 3 || cfg.Session.IdleTimeout.Minutes() != 30 || cfg.Session.MaxLifetime.Hours() != 12 {
+		t.Errorf("defaults: scopes=%v idle=%v max=%v", cfg.Upstream.Scopes, cfg.Session.IdleTimeout, cfg.Session.MaxLifetime)
+	}
+}
+
+// TestExampleConfigIsValid keeps config.example.yaml honest.
+func TestExampleConfigIsValid(t *testing.T) {
+	data, err := os.ReadFile("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig(data, func(k string) (string, bool) {
+		return map[string]string{"AUTHGATE_CLIENT_SECRET": "x", "AUTHGATE_COOKIE_SECRET": validSecret}[k], true
+	})
+	if err != nil {
+		t.Fatalf("config.example.yaml does not validate:\n%v", err)
+	}
+	if cfg.Session.Store != "redis" || len(cfg.Routes) != 1 {
+		t.Errorf("example parsed oddly: %+v", cfg.Session)
+	}
+}
+
+// TestBrokenConfigs: each broken file exits 2 before listening, naming the
+// key path and the problem, and never printing a secret.
+func TestBrokenConfigs(t *testing.T) {
+	replace := func(old, new string) string {
+		if !strings.Contains(validConfig, old) {
+			t.Fatalf("test bug: %q not in the valid config", old)
+		}
+		return strings.Replace(validConfig, old, new, 1)
+	}
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"not yaml", "routes: [\n", []string{"not valid YAML"}},
+		{"empty", "", []string{"empty"}},
+		{"unknown top-level key", validConfig + "lisen: \":1\"\n", []string{"lisen: unknown key", `did you mean "listen"`}},
+		{"unknown nested key", replace("client_id:", "clent_id: x\n  client_id:"), []string{"upstream.clent_id: unknown key"}},
+		{"unknown route key", replace("    grant:", "    backnd: x\n    grant:"), []string{"routes[0].backnd: unknown key"}},
+		{"backend not absolute", replace(`"http://127.0.0.1:8080"`, `"127.0.0.1:8080"`), []string{"routes[0].backend: not an absolute URL"}},
+		{"no backend", replace(`  - backend: "http://127.0.0.1:8080"`+"\n    grant:", "  - grant:"), []string{"routes[0].backend: required"}},
+		{"grant not yet supported", replace("grant: authorization_code", "grant: client_credentials"), []string{"routes[0].grant:", "not supported yet"}},
+		{"grant unknown", replace("grant: authorization_code", "grant: magic"), []string{"routes[0].grant: unknown grant"}},
+		{"no public_url", replace(`public_url: "https://app.example.com"`, ""), []string{"public_url: required"}},
+		{"public_url relative", replace(`"https://app.example.com"`, `"app.example.com"`), []string{"public_url: not an absolute"}},
+		{"bad duration", replace("session:\n", "session:\n  idle_timeout: soon\n"), []string{"session.idle_timeout: must be a duration"}},
+		{"list where map", replace("session:\n", "session:\n  cookie: [a]\n"), []string{"session.cookie: must not be a list"}},
+		{"no routes", strings.Split(validConfig, "routes:")[0], []string{"routes: at least one route"}},
+		{"unset env var", replace("${TEST_CLIENT_SECRET}", "${NOT_SET_ANYWHERE}"), []string{"upstream.client_secret: environment variable NOT_SET_ANYWHERE is not set"}},
+		{"short cookie secret", replace("${TEST_COOKIE_SECRET}", "c2hvcnQ="), []string{"session.cookie.secret:"}},
+		{"no client_id", replace(`  client_id: "authgate"`+"\n", ""), []string{"upstream.client_id: required"}},
+		{"http issuer", replace(`"https://idp.example.com"`, `"http://idp.example.com"`), []string{"upstream.issuer: plain http"}},
+		{"bad store", replace("session:\n", "session:\n  store: mongo\n"), []string{"session.store:"}},
+		{"redis without url", replace("session:\n", "session:\n  store: redis\n"), []string{"session.redis.url:"}},
+		{"bad log level", validConfig + "log:\n  level: loud\n", []string{"log.level: must be"}},
+		{"several problems at once", replace(`"http://127.0.0.1:8080"`, `"nope"`) + "lisen: x\n", []string{"lisen: unknown key"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "config.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("TEST_CLIENT_SECRET", "s3cr3t-client")
+			t.Setenv("TEST_COOKIE_SECRET", validSecret)
+			for _, cmd := range []string{"check", "serve"} {
+				var stdout, stderr bytes.Buffer
+				code := run(context.Background(), []string{cmd, "-config", path}, &stdout, &stderr)
+				if code != 2 {
+					t.Errorf("%s: exit %d, want 2; stderr:\n%s", cmd, code, stderr.String())
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(stderr.String(), w) {
+						t.Errorf("%s: stderr lacks %q:\n%s", cmd, w, stderr.String())
+					}
+				}
+				for _, secret := range []string{"s3cr3t-client", validSecret} {
+					if strings.Contains(stderr.String(), secret) {
+						t.Errorf("%s: stderr contains a secret value", cmd)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ok.yaml")
+	os.WriteFile(path, []byte(validConfig), 0o600)
+	t.Setenv("TEST_CLIENT_SECRET", "x")
+	t.Setenv("TEST_COOKIE_SECRET", validSecret)
+	for _, tc := range []struct {
+		args []string
+		env  string
+		code int
+		out  string
+	}{
+		{[]string{"check", "-config", path}, "", 0, "OK"},
+		{[]string{"check"}, path, 0, "OK"}, // AUTHGATE_CONFIG
+		{[]string{"check"}, "", 2, "no config file"},
+		{[]string{"check", "-config", filepath.Join(dir, "missing.yaml")}, "", 2, "cannot read config file"},
+		{[]string{"version"}, "", 0, "authgate"},
+		{[]string{"frobnicate"}, "", 2, "unknown command"},
+		{[]string{"-nope"}, "", 2, "flag provided but not defined"},
+	} {
+		t.Setenv("AUTHGATE_CONFIG", tc.env)
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tc.args, &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stdout.String()+stderr.String(), tc.out) {
+			t.Errorf("authgate %v: exit %d (want %d), output %q (want %q)", tc.args, code, tc.code, stdout.String()+stderr.String(), tc.out)
+		}
+	}
+}
