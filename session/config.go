@@ -1,0 +1,272 @@
+package session
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authgate/authgate/upstream"
+)
+
+// Defaults applied by Config.SetDefaults.
+const (
+	DefaultStore              = "memory"
+	DefaultKeyPrefix          = "authgate:"
+	DefaultRedisTimeout       = 2 * time.Second
+	DefaultCookieName         = "_authgate"
+	DefaultIdleTimeout        = 30 * time.Minute
+	DefaultMaxLifetime        = 12 * time.Hour
+	DefaultRefreshLockTimeout = 20 * time.Second
+	DefaultLoginTimeout       = 10 * time.Minute
+)
+
+// minSecretBytes is the least entropy a cookie secret must carry.
+const minSecretBytes = 32
+
+// secretHint ends every complaint about a cookie secret.
+const secretHint = "must be base64 of at least 32 random bytes (generate one with: openssl rand -base64 32)"
+
+// Config is the "session" section of the gateway's configuration. A zero
+// duration or empty string means the default named on the field.
+type Config struct {
+	// Store is "memory" (the default: one replica, sessions lost on restart)
+	// or "redis" (shared by every replica).
+	Store string `yaml:"store"`
+	// Redis configures the Redis store; used only when Store is "redis".
+	Redis RedisConfig `yaml:"redis"`
+	// Cookie configures the session and login-binding cookies.
+	Cookie CookieConfig `yaml:"cookie"`
+	// IdleTimeout ends a session not used for this long. Default 30m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxLifetime ends a session this long after login however active it is;
+	// it is also the session cookie's MaxAge. Default 12h.
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
+	// RefreshLockTimeout is how long one token refresh may hold the
+	// per-session lock, and how long other requests wait for it. Default 20s;
+	// at least 1s.
+	RefreshLockTimeout time.Duration `yaml:"refresh_lock_timeout"`
+	// LoginTimeout is the lifetime of a pending login: its state record and
+	// the browser-binding cookie. Default 10m.
+	LoginTimeout time.Duration `yaml:"login_timeout"`
+}
+
+// RedisConfig locates the Redis server.
+type RedisConfig struct {
+	// URL is a redis://, rediss:// (TLS) or unix:// URL, for example
+	// "redis://:password@127.0.0.1:6379/0"; required when the store is redis.
+	URL string `yaml:"url"`
+	// KeyPrefix is prepended to every key the gateway writes. Default
+	// "authgate:".
+	KeyPrefix string `yaml:"key_prefix"`
+	// Timeout bounds each dial, read and write. Default 2s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// CookieConfig configures the cookies the gateway sets.
+type CookieConfig struct {
+	// Name is the session cookie's base name (the proxy may add the
+	// "__Host-" prefix). Default "_authgate".
+	Name string `yaml:"name"`
+	// Secret keys the cookies: base64 (standard or URL alphabet, padded or
+	// not) of at least 32 random bytes. Required.
+	Secret upstream.Secret `yaml:"secret"`
+	// PreviousSecrets still decode cookies issued under them, for rotation:
+	// put the old secret here and a new one in Secret.
+	PreviousSecrets []upstream.Secret `yaml:"previous_secrets"`
+	// Secure sets the Secure attribute. Default (nil) true; false only for
+	// plain-http development.
+	Secure *bool `yaml:"secure"`
+	// Domain is the cookie's Domain attribute; empty means host-only (and the
+	// "__Host-" prefix).
+	Domain string `yaml:"domain"`
+}
+
+// SetDefaults fills every zero field with its default.
+func (c *Config) SetDefaults() {
+	if c.Store == "" {
+		c.Store = DefaultStore
+	}
+	if c.Redis.KeyPrefix == "" {
+		c.Redis.KeyPrefix = DefaultKeyPrefix
+	}
+	if c.Redis.Timeout == 0 {
+		c.Redis.Timeout = DefaultRedisTimeout
+	}
+	if c.Cookie.Name == "" {
+		c.Cookie.Name = DefaultCookieName
+	}
+	if c.Cookie.Secure == nil {
+		secure := true
+		c.Cookie.Secure = &secure
+	}
+	setDuration(&c.IdleTimeout, DefaultIdleTimeout)
+	setDuration(&c.MaxLifetime, DefaultMaxLifetime)
+	setDuration(&c.RefreshLockTimeout, DefaultRefreshLockTimeout)
+	setDuration(&c.LoginTimeout, DefaultLoginTimeout)
+}
+
+func setDuration(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+// IsSecure reports whether cookies carry the Secure attribute (true unless
+// Secure is explicitly false).
+func (c CookieConfig) IsSecure() bool { return c.Secure == nil || *c.Secure }
+
+// Validate reports every problem in c, each message starting with the key
+// path relative to this section ("cookie.secret: ..."), joined with
+// errors.Join. Zero values are accepted as "default". No message contains a
+// secret.
+func (c *Config) Validate() error {
+	var errs []error
+	switch c.Store {
+	case "", "memory":
+	case "redis":
+		errs = append(errs, c.Redis.validate()...)
+	default:
+		errs = append(errs, fmt.Errorf("store: must be \"memory\" or \"redis\", got %q", c.Store))
+	}
+	errs = append(errs, c.Cookie.validate()...)
+	errs = append(errs, c.validateDurations()...)
+	return errors.Join(errs...)
+}
+
+// validateDurations checks the timeouts.
+func (c *Config) validateDurations() []error {
+	var errs []error
+	for _, d := range []struct {
+		key string
+		val time.Duration
+		min time.Duration
+	}{
+		{"idle_timeout", c.IdleTimeout, time.Second},
+		{"max_lifetime", c.MaxLifetime, time.Second},
+		{"refresh_lock_timeout", c.RefreshLockTimeout, time.Second},
+		{"login_timeout", c.LoginTimeout, time.Second},
+	} {
+		if d.val != 0 && d.val < d.min {
+			errs = append(errs, fmt.Errorf("%s: must be at least %s, got %s", d.key, d.min, d.val))
+		}
+	}
+	return errs
+}
+
+// validate checks the Redis settings of a redis store.
+func (r *RedisConfig) validate() []error {
+	var errs []error
+	if r.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("redis.timeout: must not be negative, got %s", r.Timeout))
+	}
+	if r.URL == "" {
+		return append(errs, errors.New("redis.url: required when store is \"redis\" (for example redis://127.0.0.1:6379/0)"))
+	}
+	if _, err := parseRedisURL(r.URL); err != nil {
+		errs = append(errs, fmt.Errorf("redis.url: %w", err))
+	}
+	return errs
+}
+
+// parseRedisURL parses a Redis URL. Its errors never quote the URL, which may
+// carry a password.
+func parseRedisURL(raw string) (*redis.Options, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("not a valid URL")
+	}
+	switch u.Scheme {
+	case "redis", "rediss", "unix":
+	default:
+		return nil, fmt.Errorf("scheme must be redis, rediss or unix, got %q", u.Scheme)
+	}
+	opts, err := redis.ParseURL(raw)
+	if err != nil {
+		msg := err.Error()
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "[redacted]")
+		}
+		return nil, errors.New(msg)
+	}
+	return opts, nil
+}
+
+// validate checks the cookie settings.
+func (c *CookieConfig) validate() []error {
+	var errs []error
+	if !isCookieName(c.Name) && c.Name != "" {
+		errs = append(errs, fmt.Errorf("cookie.name: %q is not a valid cookie name (letters, digits and !#$%%&'*+-.^_`|~ only)", c.Name))
+	}
+	if strings.ContainsAny(c.Domain, " \t;,\"\\") {
+		errs = append(errs, fmt.Errorf("cookie.domain: %q is not a valid domain", c.Domain))
+	}
+	if c.Secret.IsZero() {
+		errs = append(errs, errors.New("cookie.secret: required; "+secretHint))
+	} else if _, err := decodeSecret(c.Secret); err != nil {
+		errs = append(errs, fmt.Errorf("cookie.secret: %w", err))
+	}
+	for i, s := range c.PreviousSecrets {
+		if _, err := decodeSecret(s); err != nil {
+			errs = append(errs, fmt.Errorf("cookie.previous_secrets[%d]: %w", i, err))
+		}
+	}
+	return errs
+}
+
+// isCookieName reports whether name is an RFC 6265 token.
+func isCookieName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		ch := name[i]
+		switch {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", ch) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// decodeSecret decodes a cookie secret: base64 in the standard or URL
+// alphabet, padded or not, surrounding white space ignored. Its errors never
+// contain the secret or any part of it.
+func decodeSecret(s upstream.Secret) ([]byte, error) {
+	text := strings.TrimRight(strings.TrimSpace(s.Reveal()), "=")
+	b, err := base64.RawStdEncoding.DecodeString(text)
+	if err != nil {
+		b, err = base64.RawURLEncoding.DecodeString(text)
+	}
+	if err != nil {
+		return nil, errors.New("not base64; " + secretHint)
+	}
+	if len(b) < minSecretBytes {
+		return nil, fmt.Errorf("decodes to %d bytes; %s", len(b), secretHint)
+	}
+	if distinctBytes(b) < 16 {
+		// 32 random bytes show ~30 distinct values; fewer than 16 means a
+		// repeated or hand-typed pattern, not randomness.
+		return nil, errors.New("looks like a pattern, not random bytes; " + secretHint)
+	}
+	return b, nil
+}
+
+// distinctBytes counts the different byte values in b.
+func distinctBytes(b []byte) int {
+	var seen [256]bool
+	n := 0
+	for _, c := range b {
+		if !seen[c] {
+			seen[c] = true
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,207 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Version identifies the stored state of a session as Load read it; Replace
+// and Touch write only if the session is still in that state. It is opaque.
+type Version struct {
+	raw []byte // the stored ciphertext as read
+}
+
+// Manager creates, loads, updates and refreshes sessions in a Store and
+// encodes the cookies that point at them. It is safe for concurrent use.
+type Manager struct {
+	cfg      Config
+	store    Store
+	now      func() time.Time
+	tickets  codec
+	bindings codec
+	refresh  singleflight.Group
+}
+
+// NewManager returns a Manager keeping sessions in store. cfg should have been
+// defaulted and validated by the caller; zero fields still get their defaults
+// and the cookie secrets are checked again. now is the clock the idle and
+// absolute timeouts are measured against (nil means time.Now).
+func NewManager(cfg Config, store Store, now func() time.Time) (*Manager, error) {
+	if store == nil {
+		return nil, errors.New("session: nil store")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	cfg.SetDefaults()
+	if err := errors.Join(append(cfg.Cookie.validate(), cfg.validateDurations()...)...); err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	secrets, err := cookieSecrets(cfg.Cookie)
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	m := &Manager{cfg: cfg, store: store, now: now}
+	if m.tickets, err = newCodec(cfg.Cookie.Name, cfg.MaxLifetime, secrets); err != nil {
+		return nil, err
+	}
+	if m.bindings, err = newCodec(cfg.Cookie.Name+bindingSuffix, cfg.LoginTimeout, secrets); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Config returns the configuration in effect, defaults applied.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Store returns the store sessions live in.
+func (m *Manager) Store() Store { return m.store }
+
+// Create stores s under a fresh ticket and returns the ticket: every login
+// gets a new one, so a ticket planted before login is worthless (no session
+// fixation). A zero CreatedAt or LastSeen is set to now.
+func (m *Manager) Create(ctx context.Context, s *Session) (Ticket, error) {
+	now := m.now()
+	if s.CreatedAt.IsZero() {
+		s.CreatedAt = now
+	}
+	if s.LastSeen.IsZero() {
+		s.LastSeen = now
+	}
+	t, err := NewTicket()
+	if err != nil {
+		return Ticket{}, err
+	}
+	ttl, ok := m.ttl(s, now)
+	if !ok {
+		return Ticket{}, errors.New("session: create: session already past its idle or absolute timeout")
+	}
+	key := t.storageKey()
+	record, err := m.seal(&t, key, s)
+	if err != nil {
+		return Ticket{}, err
+	}
+	if err := m.store.Set(ctx, key, record, ttl); err != nil {
+		return Ticket{}, fmt.Errorf("session: create: %w", err)
+	}
+	return t, nil
+}
+
+// Load returns t's session and its Version. It returns ErrNotFound when the
+// session is absent, cannot be decrypted with t's key, or has passed its idle
+// or absolute timeout (the record is then deleted), and an error wrapping
+// ErrUnavailable when the store fails.
+func (m *Manager) Load(ctx context.Context, t Ticket) (*Session, Version, error) {
+	if t.IsZero() {
+		return nil, Version{}, ErrNotFound
+	}
+	key := t.storageKey()
+	record, err := m.store.Get(ctx, key)
+	if err != nil {
+		return nil, Version{}, err // ErrNotFound or ErrUnavailable-wrapped, unchanged
+	}
+	s, err := m.open(&t, key, record)
+	if err != nil {
+		return nil, Version{}, ErrNotFound
+	}
+	if _, ok := m.ttl(s, m.now()); !ok {
+		// Best effort: the store's own TTL removes it anyway, and the answer
+		// is "not found" whether or not the delete got through.
+		_ = m.store.Delete(ctx, key)
+		return nil, Version{}, ErrNotFound
+	}
+	return s, Version{raw: record}, nil
+}
+
+// TouchInterval is how stale LastSeen must be before Touch writes:
+// IdleTimeout/20, at most one minute and at least one second.
+func (m *Manager) TouchInterval() time.Duration {
+	return min(max(m.cfg.IdleTimeout/20, time.Second), time.Minute)
+}
+
+// Touch records that s (read by Load with Version v) was just used. It
+// writes only when LastSeen is older than TouchInterval, so most requests
+// make no store call at all; the write is a compare-and-swap, and losing it
+// to a concurrent write (a refresh, another Touch) is not an error: the other
+// write wins and keeps its tokens.
+func (m *Manager) Touch(ctx context.Context, t Ticket, s *Session, v Version) error {
+	now := m.now()
+	if now.Sub(s.LastSeen) < m.TouchInterval() {
+		return nil
+	}
+	s.LastSeen = now
+	_, err := m.write(ctx, &t, s, v, now)
+	if errors.Is(err, ErrConflict) {
+		return nil
+	}
+	return err
+}
+
+// Replace writes s over t's session if it is still at Version v, and returns
+// the new Version. It returns ErrConflict when the session changed or
+// vanished since it was read, and ErrNotFound when s has passed its timeouts.
+func (m *Manager) Replace(ctx context.Context, t Ticket, s *Session, v Version) (Version, error) {
+	return m.write(ctx, &t, s, v, m.now())
+}
+
+// Delete removes t's session (sign-out). An absent session is not an error.
+func (m *Manager) Delete(ctx context.Context, t Ticket) error {
+	if err := m.store.Delete(ctx, t.storageKey()); err != nil {
+		return fmt.Errorf("session: delete: %w", err)
+	}
+	return nil
+}
+
+// write seals s and swaps it in for v.
+func (m *Manager) write(ctx context.Context, t *Ticket, s *Session, v Version, now time.Time) (Version, error) {
+	ttl, ok := m.ttl(s, now)
+	if !ok {
+		return Version{}, ErrNotFound
+	}
+	key := t.storageKey()
+	record, err := m.seal(t, key, s)
+	if err != nil {
+		return Version{}, err
+	}
+	swapped, err := m.store.CompareAndSwap(ctx, key, v.raw, record, ttl)
+	if err != nil {
+		return Version{}, fmt.Errorf("session: write: %w", err)
+	}
+	if !swapped {
+		return Version{}, ErrConflict
+	}
+	return Version{raw: record}, nil
+}
+
+// ttl returns how long s may still live: until the earlier of its idle and
+// absolute deadlines. ok is false when either has passed.
+func (m *Manager) ttl(s *Session, now time.Time) (time.Duration, bool) {
+	ttl := min(s.LastSeen.Add(m.cfg.IdleTimeout).Sub(now), s.CreatedAt.Add(m.cfg.MaxLifetime).Sub(now))
+	return ttl, ttl > 0
+}
+
+// seal encodes and encrypts s under t's key, bound to key.
+func (m *Manager) seal(t *Ticket, key string, s *Session) ([]byte, error) {
+	pt, err := marshalSession(s)
+	if err != nil {
+		return nil, fmt.Errorf("session: encode: %w", err)
+	}
+	record, err := seal(t.key[:], key, pt)
+	if err != nil {
+		return nil, fmt.Errorf("session: seal: %w", err)
+	}
+	return record, nil
+}
+
+// open decrypts and decodes a record sealed by seal.
+func (m *Manager) open(t *Ticket, key string, record []byte) (*Session, error) {
+	pt, err := open(t.key[:], key, record)
+	if err != nil {
+		return nil, err
+	}
+	return unmarshalSession(pt)
+}

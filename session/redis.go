@@ -1,0 +1,137 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// casScript replaces KEYS[1] with ARGV[2] (expiring after ARGV[3] ms) only if
+// it currently holds ARGV[1]. A missing key reads as false, never equal.
+var casScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
+	return 1
+end
+return 0
+`)
+
+// unlockScript deletes KEYS[1] only if it still holds our token ARGV[1], so a
+// lock that expired and was taken by another owner survives our unlock.
+var unlockScript = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("DEL", KEYS[1])
+end
+return 0
+`)
+
+// RedisStore is a Store in Redis (single node, Sentinel or Cluster through
+// redis.UniversalClient), shared by every replica of the gateway. Every
+// command touches one key, so it works on Cluster unchanged.
+type RedisStore struct {
+	c      redis.UniversalClient
+	prefix string
+}
+
+// NewRedisStore returns a Store that keeps its records in c, each key
+// prefixed with keyPrefix (for example "authgate:"). The caller owns c and
+// closes it.
+func NewRedisStore(c redis.UniversalClient, keyPrefix string) *RedisStore {
+	return &RedisStore{c: c, prefix: keyPrefix}
+}
+
+// Get implements Store.
+func (r *RedisStore) Get(ctx context.Context, key string) ([]byte, error) {
+	b, err := r.c.Get(ctx, r.prefix+key).Bytes()
+	if err != nil {
+		return nil, redisErr(err)
+	}
+	return b, nil
+}
+
+// Set implements Store.
+func (r *RedisStore) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return errTTL
+	}
+	return redisErr(r.c.Set(ctx, r.prefix+key, value, ttl).Err())
+}
+
+// CompareAndSwap implements Store with a Lua script (EVALSHA, falling back to
+// EVAL when the server has not cached it).
+func (r *RedisStore) CompareAndSwap(ctx context.Context, key string, old, new []byte, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, errTTL
+	}
+	n, err := casScript.Run(ctx, r.c, []string{r.prefix + key}, old, new, millis(ttl)).Int()
+	if err != nil {
+		return false, redisErr(err)
+	}
+	return n == 1, nil
+}
+
+// Take implements Store with GETDEL (Redis 6.2 or later).
+func (r *RedisStore) Take(ctx context.Context, key string) ([]byte, error) {
+	b, err := r.c.GetDel(ctx, r.prefix+key).Bytes()
+	if err != nil {
+		return nil, redisErr(err)
+	}
+	return b, nil
+}
+
+// Delete implements Store.
+func (r *RedisStore) Delete(ctx context.Context, key string) error {
+	return redisErr(r.c.Del(ctx, r.prefix+key).Err())
+}
+
+// Lock implements Store with SET NX PX and a random token; unlock is a Lua
+// compare-and-delete.
+func (r *RedisStore) Lock(ctx context.Context, key string, ttl time.Duration) (func(context.Context) error, error) {
+	if ttl <= 0 {
+		return nil, errTTL
+	}
+	var raw [16]byte
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (Go 1.24+)
+	token := base64.RawURLEncoding.EncodeToString(raw[:])
+	k := r.prefix + key
+	ok, err := r.c.SetNX(ctx, k, token, ttl).Result()
+	if err != nil {
+		return nil, redisErr(err)
+	}
+	if !ok {
+		return nil, ErrLocked
+	}
+	return func(ctx context.Context) error {
+		return redisErr(unlockScript.Run(ctx, r.c, []string{k}, token).Err())
+	}, nil
+}
+
+// Ping implements Store.
+func (r *RedisStore) Ping(ctx context.Context) error {
+	return redisErr(r.c.Ping(ctx).Err())
+}
+
+// redisErr maps redis.Nil to ErrNotFound and wraps every other failure in
+// ErrUnavailable. The cause stays reachable with errors.Is (for example
+// context.Canceled); go-redis messages carry no keys or values.
+func redisErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, redis.Nil):
+		return ErrNotFound
+	default:
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+}
+
+// millis converts ttl to whole milliseconds for PX, rounding up so that a
+// positive ttl never becomes 0 (which Redis rejects).
+func millis(ttl time.Duration) int64 {
+	return int64((ttl + time.Millisecond - 1) / time.Millisecond)
+}
