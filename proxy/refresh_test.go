@@ -11,6 +11,7 @@ import (
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
+	"github.com/authgate/authgate/upstream/upstreamtest"
 )
 
 // longIdle keeps sessions alive while a test moves the clock by hours.
@@ -198,5 +199,36 @@ func TestTimeouts(t *testing.T) {
 				t.Errorf("got %d, want %d", resp.StatusCode, tc.want)
 			}
 		})
+	}
+}
+
+// TestShortLivedTokensRefreshOnce: tokens that live less than the refresh
+// window are renewed once for a burst of requests, not once per request
+// (waiters adopt the new token even though it is itself "about to expire").
+func TestShortLivedTokensRefreshOnce(t *testing.T) {
+	e := newEnv(t, envOptions{redis: true, idp: upstreamtest.Config{AccessTokenTTL: 30 * time.Second}})
+	g := e.gateway(gatewayOptions{})
+	b := newBrowser(t)
+	b.login(t, g, "/")
+	e.idp.SetTokenDelay(100 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := b.noFollow().Get(g.URL + "/burst")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("got %d, want 200", resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := e.idp.GrantCount("refresh_token"); got != 1 {
+		t.Errorf("refresh grants for a burst of 20 = %d, want 1", got)
 	}
 }

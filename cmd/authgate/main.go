@@ -21,6 +21,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -59,7 +61,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%s: OK (%d routes)\n", *path, len(cfg.Routes))
 			return 0
 		}
-		if err := serve(ctx, cfg, newLogger(stderr, cfg.Log)); err != nil {
+		log := newLogger(stderr, cfg.Log)
+		routeRedisLog(log)
+		if err := serve(ctx, cfg, log); err != nil {
 			var ce *configError
 			fmt.Fprintf(stderr, "authgate: %v\n", err)
 			if errors.As(err, &ce) {
@@ -120,3 +124,14 @@ func newLogger(w io.Writer, c logConfig) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
+
+// redisLog sends go-redis's internal messages (pool dial failures) to the
+// process log instead of the standard logger. go-redis keeps its logger in a
+// package variable, so main, which owns the process, sets it once.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn(fmt.Sprintf(format, v...), "component", "redis")
+}
+
+func routeRedisLog(log *slog.Logger) { redis.SetLogger(redisLog{log}) }
