@@ -38,7 +38,7 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 	if err != nil {
 		return nil, false, err
 	}
-	if sess.Token.ExpiresWithin(s.now(), s.refreshBefore) {
+	if sess.Token.RenewWithin(s.now(), s.refreshBefore) {
 		fresh, fver, err := s.refresh(ctx, ticket, sess.Token.AccessToken)
 		switch {
 		case err == nil:
@@ -68,7 +68,7 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 // rotated refresh token is never spent twice.
 func (s *Server) refresh(ctx context.Context, t session.Ticket, stale upstream.Secret) (*session.Session, session.Version, error) {
 	needs := func(x *session.Session) bool {
-		return x.Token.AccessToken == stale && x.Token.ExpiresWithin(s.now(), s.refreshBefore)
+		return x.Token.AccessToken == stale && x.Token.RenewWithin(s.now(), s.refreshBefore)
 	}
 	renew := func(ctx context.Context, old upstream.Token) (upstream.Token, error) {
 		tok, err := s.up.Refresh(ctx, old)

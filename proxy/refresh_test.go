@@ -210,6 +210,7 @@ func TestShortLivedTokensRefreshOnce(t *testing.T) {
 	g := e.gateway(gatewayOptions{})
 	b := newBrowser(t)
 	b.login(t, g, "/")
+	e.clock.Advance(25 * time.Second) // inside a quarter of the 30s lifetime
 	e.idp.SetTokenDelay(100 * time.Millisecond)
 	var wg sync.WaitGroup
 	for i := 0; i < 20; i++ {
@@ -230,5 +231,14 @@ func TestShortLivedTokensRefreshOnce(t *testing.T) {
 	wg.Wait()
 	if got := e.idp.GrantCount("refresh_token"); got != 1 {
 		t.Errorf("refresh grants for a burst of 20 = %d, want 1", got)
+	}
+	// Requests after the refresh use the new token without renewing it.
+	for i := 0; i < 5; i++ {
+		if resp, _ := b.noFollow().get(t, g.URL+"/after"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("after refresh: got %d", resp.StatusCode)
+		}
+	}
+	if got := e.idp.GrantCount("refresh_token"); got != 1 {
+		t.Errorf("refresh grants after the burst = %d, want still 1", got)
 	}
 }

@@ -52,6 +52,7 @@ type wireSession struct {
 	RefreshToken      string         `json:"rt,omitempty"`
 	IDToken           string         `json:"it,omitempty"`
 	Expiry            int64          `json:"ex,omitempty"`
+	Issued            int64          `json:"is,omitempty"`
 	Scope             string         `json:"sc,omitempty"`
 	CreatedAt         int64          `json:"ca"`
 	LastSeen          int64          `json:"ls"`
@@ -72,6 +73,7 @@ func marshalSession(s *Session) ([]byte, error) {
 		RefreshToken:      s.Token.RefreshToken.Reveal(),
 		IDToken:           s.Token.IDToken.Reveal(),
 		Expiry:            unixNano(s.Token.Expiry),
+		Issued:            unixNano(s.Token.Issued),
 		Scope:             s.Token.Scope,
 		CreatedAt:         unixNano(s.CreatedAt),
 		LastSeen:          unixNano(s.LastSeen),
@@ -106,6 +108,7 @@ func unmarshalSession(b []byte) (*Session, error) {
 			RefreshToken: upstream.Secret(w.RefreshToken),
 			IDToken:      upstream.Secret(w.IDToken),
 			Expiry:       fromUnixNano(w.Expiry),
+			Issued:       fromUnixNano(w.Issued),
 			Scope:        w.Scope,
 		},
 		CreatedAt: fromUnixNano(w.CreatedAt),

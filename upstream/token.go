@@ -18,6 +18,20 @@ type Token struct {
 	Expiry time.Time
 	// Scope is the granted scope when the server reported it.
 	Scope string
+	// Issued is when the token was requested; with Expiry it gives the
+	// token's lifetime. The zero time means unknown.
+	Issued time.Time
+}
+
+// RenewWithin reports whether the access token should be renewed now: when
+// it expires within window, or within a quarter of its lifetime if that is
+// shorter, so a token that lives less than window is not renewed on every
+// request.
+func (t *Token) RenewWithin(now time.Time, window time.Duration) bool {
+	if !t.Issued.IsZero() && !t.Expiry.IsZero() {
+		window = min(window, t.Expiry.Sub(t.Issued)/4)
+	}
+	return t.ExpiresWithin(now, window)
 }
 
 // ExpiresWithin reports whether the access token expires before now+d.

@@ -94,6 +94,7 @@ func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
 		RefreshToken: Secret(tr.RefreshToken),
 		IDToken:      Secret(tr.IDToken),
 		Scope:        tr.Scope,
+		Issued:       start,
 	}
 	if secs := parseExpiresIn(tr.ExpiresIn); secs > 0 {
 		// Count from when the request was sent, the conservative end.
