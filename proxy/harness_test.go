@@ -63,7 +63,7 @@ type backend struct {
 	reqs []*http.Request
 }
 
-func newBackend(t *testing.T) *backend {
+func newBackend(t testing.TB) *backend {
 	b := &backend{}
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
@@ -77,7 +77,7 @@ func newBackend(t *testing.T) *backend {
 }
 
 // last returns the last request the backend received.
-func (b *backend) last(t *testing.T) *http.Request {
+func (b *backend) last(t testing.TB) *http.Request {
 	t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -91,7 +91,7 @@ func (b *backend) count() int { b.mu.Lock(); defer b.mu.Unlock(); return len(b.r
 
 // env is one test world: an authorization server, a backend, a store.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	clock   *clock
 	idp     *upstreamtest.Server
 	backend *backend
@@ -107,7 +107,7 @@ type envOptions struct {
 	idp   upstreamtest.Config
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, clock: newClock(), backend: newBackend(t), logs: &syncBuffer{}}
 	o.idp.Now = e.clock.Now
@@ -198,7 +198,7 @@ type browser struct {
 	jar http.CookieJar
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t testing.TB) *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{Client: &http.Client{Jar: jar, Transport: htmlTransport{}, Timeout: 10 * time.Second}, jar: jar}
 }
@@ -220,12 +220,12 @@ func (htmlTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // get fetches url and returns the response with its body read.
-func (b *browser) get(t *testing.T, url string) (*http.Response, string) {
+func (b *browser) get(t testing.TB, url string) (*http.Response, string) {
 	t.Helper()
 	return b.do(t, mustRequest(t, http.MethodGet, url, nil))
 }
 
-func (b *browser) do(t *testing.T, req *http.Request) (*http.Response, string) {
+func (b *browser) do(t testing.TB, req *http.Request) (*http.Response, string) {
 	t.Helper()
 	resp, err := b.Do(req)
 	if err != nil {
@@ -236,7 +236,7 @@ func (b *browser) do(t *testing.T, req *http.Request) (*http.Response, string) {
 	return resp, string(body)
 }
 
-func mustRequest(t *testing.T, method, url string, body io.Reader) *http.Request {
+func mustRequest(t testing.TB, method, url string, body io.Reader) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
@@ -246,7 +246,7 @@ func mustRequest(t *testing.T, method, url string, body io.Reader) *http.Request
 }
 
 // login runs a full login for path through g and returns the final answer.
-func (b *browser) login(t *testing.T, g *gateway, path string) *http.Response {
+func (b *browser) login(t testing.TB, g *gateway, path string) *http.Response {
 	t.Helper()
 	resp, body := b.get(t, g.URL+path)
 	if resp.StatusCode != http.StatusOK {
@@ -256,7 +256,7 @@ func (b *browser) login(t *testing.T, g *gateway, path string) *http.Response {
 }
 
 // cookie returns the value of the named cookie the browser holds for u.
-func (b *browser) cookie(t *testing.T, u, name string) string {
+func (b *browser) cookie(t testing.TB, u, name string) string {
 	t.Helper()
 	pu, _ := url.Parse(u)
 	for _, c := range b.jar.Cookies(pu) {
@@ -269,7 +269,7 @@ func (b *browser) cookie(t *testing.T, u, name string) string {
 
 // authorizeURL starts a login without following it and returns the
 // authorization server URL the gateway redirected to.
-func (b *browser) startLogin(t *testing.T, g *gateway, path string) *url.URL {
+func (b *browser) startLogin(t testing.TB, g *gateway, path string) *url.URL {
 	t.Helper()
 	resp, _ := b.noFollow().get(t, g.URL+path)
 	if resp.StatusCode != http.StatusFound {
@@ -284,7 +284,7 @@ func (b *browser) startLogin(t *testing.T, g *gateway, path string) *url.URL {
 
 // authorize asks the authorization server for a code and returns the
 // callback URL it redirects to (not followed).
-func (b *browser) authorize(t *testing.T, authURL *url.URL) *url.URL {
+func (b *browser) authorize(t testing.TB, authURL *url.URL) *url.URL {
 	t.Helper()
 	resp, body := b.noFollow().get(t, authURL.String())
 	if resp.StatusCode != http.StatusFound {
