@@ -1,0 +1,181 @@
+package proxy
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func testServer(t testing.TB) *Server {
+	pub, _ := url.Parse("https://app.example.com")
+	return &Server{public: pub, cfg: Config{AllowedRedirectDomains: []string{".example.com", "partner.org"}}}
+}
+
+func TestSafeRedirect(t *testing.T) {
+	s := testServer(t)
+	for _, tc := range []struct {
+		target string
+		ok     bool
+	}{
+		{"/", true},
+		{"/a/b?c=d#e", true},
+		{"/caf%C3%A9", true},
+		{"https://app.example.com/x", true},
+		{"https://sub.example.com/", true},
+		{"https://partner.org/", true},
+		{"https://APP.EXAMPLE.COM/x", true},
+		{"", false},
+		{"//evil.com", false},
+		{"///evil.com", false},
+		{"/\\evil.com", false},
+		{"\\/evil.com", false},
+		{"/%2F%2Fevil.com", false},
+		{"/%2f/evil.com", false},
+		{"/%5Cevil.com", false},
+		{"/%09/evil.com", false},
+		{"/%0d%0aSet-Cookie:x", false},
+		{"\t//evil.com", false},
+		{"/\t/evil.com", false},
+		{"/./\\evil.com", false},
+		{"https:evil.com", false},
+		{"https:/evil.com", false},
+		{"https://evil.com", false},
+		{"https://app.example.com.evil.com", false},
+		{"https://app.example.com@evil.com", false},
+		{"https://evil.com#@app.example.com", false},
+		{"https://badexample.com", false},
+		{"https://sub.partner.org/", false}, // no leading dot: exact only
+		{"javascript:alert(1)", false},
+		{"data:text/html,x", false},
+		{"ftp://app.example.com/", false},
+		{"evil.com", false},
+		{"/" + strings.Repeat("a", 3000), false},
+	} {
+		got := s.safeRedirect(tc.target)
+		if (got != "") != tc.ok {
+			t.Errorf("safeRedirect(%q) = %q, want accepted=%v", tc.target, got, tc.ok)
+		}
+	}
+}
+
+// browserResolve is how a browser reads a Location: tab, CR and LF removed,
+// "\" as "/" (WHATWG URL for special schemes), relative to the origin.
+func browserResolve(target string) (*url.URL, error) {
+	cleaned := strings.Map(func(r rune) rune {
+		switch r {
+		case '\t', '\r', '\n':
+			return -1
+		case '\\':
+			return '/'
+		}
+		return r
+	}, target)
+	base, _ := url.Parse("https://app.example.com/here")
+	ref, err := url.Parse(cleaned)
+	if err != nil {
+		return nil, err
+	}
+	return base.ResolveReference(ref), nil
+}
+
+// FuzzSafeRedirect: any accepted target a browser would resolve off the
+// allowed hosts is a failure (SECURITY.md 1).
+func FuzzSafeRedirect(f *testing.F) {
+	for _, seed := range []string{"/", "//evil.com", "/\\evil.com", "https://app.example.com.evil.com", "/%2F%2Fx", "https://a.example.com/", "\t/x"} {
+		f.Add(seed)
+	}
+	s := testServer(f)
+	f.Fuzz(func(t *testing.T, target string) {
+		got := s.safeRedirect(target)
+		if got == "" {
+			return
+		}
+		for _, form := range []string{got, mustUnescape(got)} {
+			u, err := browserResolve(form)
+			if err != nil {
+				continue
+			}
+			if u.Scheme != "https" && u.Scheme != "http" || !s.redirectHostAllowed(u.Hostname()) || u.User != nil {
+				t.Fatalf("accepted %q, which a browser resolves to %q", target, u)
+			}
+		}
+	})
+}
+
+func mustUnescape(s string) string {
+	u, err := url.PathUnescape(s)
+	if err != nil {
+		return s
+	}
+	return u
+}
+
+func TestStripIdentityHeaders(t *testing.T) {
+	h := http.Header{}
+	for _, k := range []string{
+		"X-Forwarded-User", "x-forwarded-user", "X_FORWARDED_USER", "x_Forwarded-Email", "X-Forwarded-Groups",
+		"X-Forwarded-Access-Token", "X-Forwarded-Preferred-Username", "X-Auth-Request-User", "x_auth_request_anything",
+		"X-Id-Token", "Authorization", "authorization",
+	} {
+		h[k] = []string{"spoofed"}
+	}
+	keep := []string{"X-Forwarded-For", "Accept", "X-Forwarded-Users-Preference", "Authorization-Extra", "X-Request-Id", "A"}
+	for _, k := range keep {
+		h[k] = []string{"kept"}
+	}
+	stripIdentityHeaders(h)
+	for k := range h {
+		if h[k][0] == "spoofed" {
+			t.Errorf("%s survived", k)
+		}
+	}
+	for _, k := range keep {
+		if h[k] == nil {
+			t.Errorf("%s was removed; only identity headers may be", k)
+		}
+	}
+}
+
+func TestRemoveCookies(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"a=1; _authgate=x; b=2", "a=1; b=2"},
+		{"_authgate=x", ""},
+		{"_authgate_csrf=y;_authgate=x ; keep=_authgate", "keep=_authgate"},
+		{"a=1", "a=1"},
+		{"_authgatex=1", "_authgatex=1"},
+	} {
+		h := http.Header{"Cookie": {tc.in}}
+		removeCookies(h, "_authgate", "_authgate_csrf")
+		if got := h.Get("Cookie"); got != tc.want {
+			t.Errorf("removeCookies(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestPathMatching(t *testing.T) {
+	for _, tc := range []struct {
+		path, prefix string
+		want         bool
+	}{
+		{"/app", "/app/", true},
+		{"/app/x", "/app", true},
+		{"/apple", "/app", false},
+		{"/apple", "/app/", false},
+		{"/", "/", true},
+		{cleanPath("/public/../admin"), "/public/", false},
+		{cleanPath("//public//x"), "/public/", true},
+	} {
+		if got := pathHasPrefix(tc.path, tc.prefix); got != tc.want {
+			t.Errorf("pathHasPrefix(%q, %q) = %v, want %v", tc.path, tc.prefix, got, tc.want)
+		}
+	}
+}
+
+func BenchmarkStripIdentityHeaders(b *testing.B) {
+	h := http.Header{"Accept": {"x"}, "User-Agent": {"x"}, "Accept-Encoding": {"x"}, "Cookie": {"x"}, "X-Request-Id": {"x"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		stripIdentityHeaders(h)
+	}
+}
