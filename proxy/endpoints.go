@@ -13,14 +13,24 @@ import (
 	"github.com/authgate/authgate/session"
 )
 
+// maxEndpointBody bounds any body sent to the gateway's own endpoints;
+// only the sign-out form has one.
+const maxEndpointBody = 16 << 10
+
 var (
-	errMethod = &pageError{status: http.StatusMethodNotAllowed, title: "Method not allowed", message: "This endpoint does not accept that method."}
-	errNoPage = &pageError{status: http.StatusNotFound, title: "Not found", message: "There is no gateway page at this address."}
+	errTooLarge = &pageError{status: http.StatusRequestEntityTooLarge, title: "Request too large", message: "The request body is larger than this endpoint accepts."}
+	errMethod   = &pageError{status: http.StatusMethodNotAllowed, title: "Method not allowed", message: "This endpoint does not accept that method."}
+	errNoPage   = &pageError{status: http.StatusNotFound, title: "Not found", message: "There is no gateway page at this address."}
 )
 
 // serveEndpoint dispatches the reserved endpoints under the prefix; name is
 // the path after the prefix, e.g. "/callback".
 func (s *Server) serveEndpoint(w http.ResponseWriter, r *http.Request, name string) {
+	if r.ContentLength > maxEndpointBody {
+		s.fail(w, r, errTooLarge)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxEndpointBody)
 	switch name {
 	case "/start":
 		s.start(w, r)
@@ -91,7 +101,7 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 // session at the authorization server when it supports RP-initiated logout.
 func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 	raw := cookieValue(r, s.cookies.session)
-	rd := r.FormValue("rd")
+	rd := r.URL.Query().Get("rd") // the POST reads its own from the form
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		if raw == "" {
@@ -105,9 +115,13 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 				Fields: map[string]string{"rd": s.safeRedirect(rd), "csrf": signOutToken(raw)}},
 		})
 	case http.MethodPost:
-		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 		if err := r.ParseForm(); err != nil {
-			s.fail(w, r, errBadRequest)
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				s.fail(w, r, errTooLarge)
+			} else {
+				s.fail(w, r, errBadRequest)
+			}
 			return
 		}
 		rd = r.PostForm.Get("rd")

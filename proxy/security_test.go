@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -484,5 +486,47 @@ func TestTooManyCookies(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("1 MB cookie: got %d, want 431", resp.StatusCode)
+	}
+}
+
+// TestLimits pins SECURITY.md 38: oversized bodies to the gateway's
+// endpoints get 413; a slowloris connection is closed.
+func TestLimits(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+		pc.Limits.ReadHeaderTimeout = 300 * time.Millisecond
+	}})
+	big := strings.Repeat("x", 10<<20)
+	for _, tc := range []struct{ method, path string }{
+		{http.MethodGet, "/oauth2/callback?state=x&code=y"},
+		{http.MethodPost, "/oauth2/sign_out"},
+	} {
+		req := mustRequest(t, tc.method, g.URL+tc.path, strings.NewReader(big))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, _ := newBrowser(t).noFollow().do(t, req)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("10 MB to %s %s: got %d, want 413", tc.method, tc.path, resp.StatusCode)
+		}
+	}
+	// Chunked (no Content-Length) is bounded too.
+	req := mustRequest(t, http.MethodPost, g.URL+"/oauth2/sign_out", io.MultiReader(strings.NewReader("rd=/&x="), strings.NewReader(big)))
+	req.ContentLength = -1
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, _ := newBrowser(t).noFollow().do(t, req)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("chunked 10 MB sign-out: got %d, want 413", resp.StatusCode)
+	}
+
+	conn, err := net.Dial("tcp", g.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	start := time.Now()
+	_, err = io.ReadAll(conn)
+	if err != nil || time.Since(start) > 2*time.Second {
+		t.Errorf("slowloris connection not closed by the server within the header timeout (err %v after %v)", err, time.Since(start))
 	}
 }
