@@ -39,7 +39,7 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 		return nil, false, err
 	}
 	if sess.Token.RenewWithin(s.now(), s.refreshBefore) {
-		fresh, fver, err := s.refresh(ctx, ticket, sess.Token.AccessToken)
+		fresh, fver, err := s.refresh(ctx, rt.up, ticket, sess.Token.AccessToken)
 		switch {
 		case err == nil:
 			sess, ver = fresh, fver
@@ -66,12 +66,12 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 // needs it only while it still holds the stale token: one another request
 // or replica just obtained is adopted even if it is short-lived, so a
 // rotated refresh token is never spent twice.
-func (s *Server) refresh(ctx context.Context, t session.Ticket, stale upstream.Secret) (*session.Session, session.Version, error) {
+func (s *Server) refresh(ctx context.Context, up *upstream.Client, t session.Ticket, stale upstream.Secret) (*session.Session, session.Version, error) {
 	needs := func(x *session.Session) bool {
 		return x.Token.AccessToken == stale && x.Token.RenewWithin(s.now(), s.refreshBefore)
 	}
 	renew := func(ctx context.Context, old upstream.Token) (upstream.Token, error) {
-		tok, err := s.up.Refresh(ctx, old)
+		tok, err := up.Refresh(ctx, old)
 		if err != nil {
 			return upstream.Token{}, err
 		}

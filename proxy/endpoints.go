@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/authgate/authgate/session"
+	"github.com/authgate/authgate/upstream"
 )
 
 // maxEndpointBody bounds any body sent to the gateway's own endpoints;
@@ -130,7 +131,7 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if raw != "" {
-			if err := s.endSession(r.Context(), raw); err != nil {
+			if err := s.endSession(r.Context(), s.signOutClient(rd), raw); err != nil {
 				s.fail(w, r, err) // the store is down: the session is not gone, say so
 				return
 			}
@@ -142,7 +143,7 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 }
 
 // endSession deletes the session server-side and revokes its refresh token.
-func (s *Server) endSession(ctx context.Context, raw string) error {
+func (s *Server) endSession(ctx context.Context, up *upstream.Client, raw string) error {
 	ticket, err := s.sessions.DecodeTicket(raw)
 	if err != nil {
 		return nil // nothing server-side to end
@@ -157,7 +158,7 @@ func (s *Server) endSession(ctx context.Context, raw string) error {
 	if sess != nil && !sess.Token.RefreshToken.IsZero() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := s.up.Revoke(rctx, sess.Token.RefreshToken, "refresh_token"); err != nil {
+		if err := up.Revoke(rctx, sess.Token.RefreshToken, "refresh_token"); err != nil {
 			s.log.Warn("refresh token revocation failed", "error", err.Error())
 		}
 	}
@@ -184,11 +185,24 @@ func (s *Server) finishSignOut(w http.ResponseWriter, r *http.Request, rd string
 	if target[0] == '/' {
 		abs = s.cfg.PublicURL + target
 	}
-	if end, err := s.up.EndSessionURL(r.Context(), abs); err == nil && end != "" {
+	if end, err := s.signOutClient(target).EndSessionURL(r.Context(), abs); err == nil && end != "" {
 		target = end
 	}
 	noStore(w.Header())
 	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// signOutClient is the authorization server to sign out of: the one of the
+// route that rd (where the user goes next) belongs to.
+func (s *Server) signOutClient(rd string) *upstream.Client {
+	target := s.safeRedirect(rd)
+	if target == "" {
+		target = "/"
+	}
+	if rt := s.loginRoute(target); rt != nil {
+		return rt.up
+	}
+	return s.routes[0].up
 }
 
 // signOutToken is the sign-out form's CSRF token: a hash of the HttpOnly

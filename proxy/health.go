@@ -21,8 +21,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.sessions.Store().Ping(ctx); err != nil {
 		checks["session_store"], status = "unavailable", http.StatusServiceUnavailable
 	}
-	if _, err := s.up.Metadata(ctx); err != nil {
-		checks["authorization_server"], status = "unavailable", http.StatusServiceUnavailable
+	for _, rt := range s.routes {
+		if _, err := rt.up.Metadata(ctx); err != nil {
+			checks["authorization_server"], status = "unavailable", http.StatusServiceUnavailable
+			break
+		}
 	}
 	writeJSON(w, status, map[string]any{"status": http.StatusText(status), "checks": checks})
 }

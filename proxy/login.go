@@ -54,7 +54,7 @@ func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, rt *route, t
 		CreatedAt:  s.now(),
 	}
 	ls.BindTo(binding)
-	authURL, err := s.up.AuthCodeURL(r.Context(), req)
+	authURL, err := rt.up.AuthCodeURL(r.Context(), req)
 	if err != nil {
 		return err
 	}
@@ -149,6 +149,11 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errLoginExpired.withCause(errors.New("state bound to another browser")))
 		return
 	}
+	rt := s.routeByIndex(ls.Route)
+	if rt == nil {
+		s.fail(w, r, errLoginExpired.withCause(errors.New("the login's route is gone (configuration changed)")))
+		return
+	}
 	if e := q.Get("error"); e != "" {
 		pe := &pageError{status: http.StatusForbidden, title: "Sign-in was not completed",
 			message: "The authorization server answered: " + truncate(e, 100) + ": " + truncate(q.Get("error_description"), 300),
@@ -156,7 +161,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, pe)
 		return
 	}
-	if err := s.up.CheckIssuer(ctx, q.Get("iss"), q.Has("iss")); err != nil {
+	if err := rt.up.CheckIssuer(ctx, q.Get("iss"), q.Has("iss")); err != nil {
 		s.fail(w, r, errLoginFailed.withCause(err))
 		return
 	}
@@ -165,7 +170,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errLoginFailed.withCause(errors.New("no code in the authorization response")))
 		return
 	}
-	login, err := s.up.Exchange(ctx, code, upstream.AuthRequest{RedirectURI: s.redirectURI, State: state, Nonce: ls.Nonce, Verifier: ls.Verifier})
+	login, err := rt.up.Exchange(ctx, code, upstream.AuthRequest{RedirectURI: s.redirectURI, State: state, Nonce: ls.Nonce, Verifier: ls.Verifier})
 	switch {
 	case err == nil:
 	case errors.Is(err, upstream.ErrInvalidIDToken):
@@ -213,6 +218,15 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("login", "sub", id.Subject, "route", ls.Route)
 	noStore(w.Header())
 	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// routeByIndex resolves a login state's route.
+func (s *Server) routeByIndex(idx string) *route {
+	i, err := strconv.Atoi(idx)
+	if err != nil || i < 0 || i >= len(s.routes) || s.routes[i].cfg.Grant != GrantAuthorizationCode {
+		return nil
+	}
+	return s.routes[i]
 }
 
 func truncate(s string, n int) string {

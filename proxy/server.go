@@ -20,7 +20,7 @@ import (
 
 // Deps are the Server's collaborators.
 type Deps struct {
-	// Upstream is the authorization server client used by every route.
+	// Upstream is the authorization server client; each route holds it.
 	Upstream *upstream.Client
 	// Sessions stores sessions and pending logins. Required.
 	Sessions *session.Manager
@@ -39,7 +39,6 @@ type Server struct {
 	redirectURI string // PublicURL + Prefix + "/callback"
 	routes      []*route
 	sessions    *session.Manager
-	up          *upstream.Client
 	log         *slog.Logger
 	now         func() time.Time
 	cookies     cookieNames
@@ -64,6 +63,9 @@ type route struct {
 	proxy   *httputil.ReverseProxy
 	auth    authenticator
 	public  []string // public path prefixes (validated clean)
+	// up is the authorization server of this route's grant: a value the
+	// route holds, so routes may name different servers.
+	up *upstream.Client
 }
 
 // authenticator establishes who is calling a route; each grant has one.
@@ -85,7 +87,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{
 		cfg:           cfg,
 		sessions:      deps.Sessions,
-		up:            deps.Upstream,
 		log:           deps.Logger,
 		now:           deps.Now,
 		refreshBefore: time.Minute,
@@ -115,7 +116,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		transport = NewTransport()
 	}
 	for i, rc := range cfg.Routes {
-		rt, err := s.newRoute(i, rc, transport)
+		rt, err := s.newRoute(i, rc, deps.Upstream, transport)
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d]: %w", i, err)
 		}
@@ -124,12 +125,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) newRoute(i int, rc Route, transport http.RoundTripper) (*route, error) {
+func (s *Server) newRoute(i int, rc Route, up *upstream.Client, transport http.RoundTripper) (*route, error) {
 	backend, err := url.Parse(rc.Backend)
 	if err != nil {
 		return nil, err
 	}
-	rt := &route{index: i, cfg: rc, backend: backend, public: rc.PublicPaths}
+	rt := &route{index: i, cfg: rc, backend: backend, public: rc.PublicPaths, up: up}
 	switch rc.Grant {
 	case GrantAuthorizationCode:
 		rt.auth = &codeFlow{s: s}
