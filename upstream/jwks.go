@@ -71,28 +71,42 @@ func (s *keySet) lookup(ctx context.Context, kid, alg string) (any, error) {
 	return nil, fmt.Errorf("%w (kid %q)", errUnknownKey, kid)
 }
 
-// refresh fetches the JWKS and replaces the held keys.
+// refresh fetches the JWKS and replaces the held keys. A failed fetch
+// counts as a fetch for refetchInterval too, so that forged kids cannot
+// hammer a JWKS endpoint that is already failing; the held keys stay.
 func (s *keySet) refresh(ctx context.Context) error {
-	m, err := s.c.Metadata(ctx)
+	keys, err := s.fetch(ctx)
+	s.mu.Lock()
+	s.fetched = s.c.now()
+	if err == nil {
+		s.keys = keys
+	}
+	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
+	s.c.log.Info("JWKS loaded", "keys", len(keys))
+	return nil
+}
+
+// fetch downloads and parses the JWKS.
+func (s *keySet) fetch(ctx context.Context) ([]jwk, error) {
+	m, err := s.c.Metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if m.JWKSURI == "" {
-		return errors.New("the authorization server publishes no jwks_uri (set upstream.jwks_uri)")
+		return nil, errors.New("the authorization server publishes no jwks_uri (set upstream.jwks_uri)")
 	}
 	body, err := s.c.get(ctx, m.JWKSURI, "application/json", "")
 	if err != nil {
-		return fmt.Errorf("fetch JWKS: %w", err)
+		return nil, fmt.Errorf("fetch JWKS: %w", err)
 	}
 	keys, err := parseJWKS(body)
 	if err != nil {
-		return fmt.Errorf("JWKS at %s: %w", redactURL(m.JWKSURI), err)
+		return nil, fmt.Errorf("JWKS at %s: %w", redactURL(m.JWKSURI), err)
 	}
-	s.mu.Lock()
-	s.keys, s.fetched = keys, s.c.now()
-	s.mu.Unlock()
-	s.c.log.Info("JWKS loaded", "keys", len(keys))
-	return nil
+	return keys, nil
 }
 
 // match picks the key for kid and alg. A token without a kid matches only

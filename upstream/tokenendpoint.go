@@ -71,7 +71,10 @@ func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
 			Description string `json:"error_description"`
 		}
 		if json.Unmarshal(body, &e) == nil {
-			te.Code, te.Description = e.Error, truncate(e.Description, 200)
+			// Some servers echo what they were sent; the description must
+			// not carry it into a log line.
+			te.Code = truncate(c.scrub(e.Error, form), 60)
+			te.Description = truncate(c.scrub(e.Description, form), 200)
 		}
 		if status >= 500 {
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, te)
@@ -86,7 +89,7 @@ func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
 		return nil, fmt.Errorf("token endpoint: answer has no access_token")
 	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
-		return nil, fmt.Errorf("token endpoint: unsupported token_type %q", truncate(tr.TokenType, 20))
+		return nil, fmt.Errorf("token endpoint: unsupported token_type %q", truncate(c.scrub(tr.TokenType, form), 20))
 	}
 	t := &Token{
 		AccessToken:  Secret(tr.AccessToken),
@@ -111,6 +114,30 @@ func parseExpiresIn(raw json.RawMessage) int64 {
 		return 0
 	}
 	return n
+}
+
+// sensitiveParams are the token request parameters that are credentials.
+var sensitiveParams = [...]string{"code", "code_verifier", "refresh_token", "password", "client_secret", "client_assertion"}
+
+// scrub replaces in s every credential that the token request carried (the
+// form's sensitive parameters and the client secret) with "[redacted]".
+func (c *Client) scrub(s string, form url.Values) string {
+	if s == "" {
+		return s
+	}
+	secrets := make([]string, 0, len(sensitiveParams)+1)
+	for _, k := range sensitiveParams {
+		if v := form.Get(k); v != "" {
+			secrets = append(secrets, v)
+		}
+	}
+	if !c.cfg.ClientSecret.IsZero() {
+		secrets = append(secrets, c.cfg.ClientSecret.Reveal(), url.QueryEscape(c.cfg.ClientSecret.Reveal()))
+	}
+	for _, v := range secrets {
+		s = strings.ReplaceAll(s, v, "[redacted]")
+	}
+	return s
 }
 
 func truncate(s string, n int) string {
