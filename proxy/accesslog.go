@@ -45,13 +45,21 @@ func (s *Server) withAccessLog(next http.Handler) http.Handler {
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
-		s.log.LogAttrs(r.Context(), levelFor(sw.status), "request",
+		attrs := [...]slog.Attr{
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", sw.status),
 			slog.Int64("bytes", sw.bytes),
 			slog.Duration("duration", time.Since(start)),
-			slog.String("remote", r.RemoteAddr))
+			slog.String("remote", r.RemoteAddr),
+			{}, // the client behind trusted proxies
+		}
+		n := len(attrs) - 1
+		if len(s.trusted) > 0 {
+			attrs[n] = slog.String("client", s.trusted.clientAddr(r).String())
+			n++
+		}
+		s.log.LogAttrs(r.Context(), levelFor(sw.status), "request", attrs[:n]...)
 	})
 }
 

@@ -41,7 +41,7 @@ func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httput
 			if passHost {
 				pr.Out.Host = pr.In.Host
 			}
-			pr.SetXForwarded()
+			s.setXForwarded(pr)
 			removeCookies(pr.Out.Header, ours...)
 			sess, _ := pr.In.Context().Value(sessionKey{}).(*session.Session)
 			if sess == nil {
@@ -61,6 +61,27 @@ func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httput
 		Transport:    transport,
 		ErrorHandler: s.backendError,
 		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// setXForwarded sets X-Forwarded-For, -Host and -Proto for the backend.
+// From a trusted proxy the chain it sent is kept (and the peer appended),
+// with its Host and Proto; from anyone else, client copies are already gone
+// and the gateway states its own view (SECURITY.md 24).
+func (s *Server) setXForwarded(pr *httputil.ProxyRequest) {
+	trusted := s.trusted.fromTrustedProxy(pr.In)
+	if trusted {
+		if xff := pr.In.Header["X-Forwarded-For"]; len(xff) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = []string{strings.Join(xff, ", ")}
+		}
+	}
+	pr.SetXForwarded()
+	if trusted {
+		for _, k := range [...]string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+			if v := pr.In.Header.Get(k); v != "" {
+				pr.Out.Header.Set(k, v)
+			}
+		}
 	}
 }
 

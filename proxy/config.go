@@ -35,6 +35,13 @@ type Config struct {
 	// post-login or post-logout redirect may go to: "app.example.com"
 	// (exact) or ".example.com" (any subdomain of example.com). Default none.
 	AllowedRedirectDomains []string `yaml:"allowed_redirect_domains"`
+	// TrustedProxies lists the proxies in front of the gateway (CIDRs such
+	// as "10.0.0.0/8", or single addresses). Only from them are
+	// X-Forwarded-For, -Host and -Proto believed: the client address (rate
+	// limits, logs) is then the right-most X-Forwarded-For entry that is not
+	// a trusted proxy, and the backend receives the chain. Default none: the
+	// client is the TCP peer and client-sent X-Forwarded-* are dropped.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// AccessLog logs one line per request (method, path without query,
 	// status, duration, route). Default true.
 	AccessLog *bool `yaml:"access_log"`
@@ -54,6 +61,12 @@ type Limits struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// MaxCookies caps the number of cookies in one request. Default 200.
 	MaxCookies int `yaml:"max_cookies"`
+	// LoginsPerMinute caps, per client address and replica, the logins
+	// started (each is a pending state in the store) and, separately, the
+	// callbacks answered; a burst of this many, then this many per minute.
+	// IPv6 addresses count per /64. Over it: 429 with Retry-After.
+	// Default 120; -1 turns the limit off.
+	LoginsPerMinute int `yaml:"logins_per_minute"`
 }
 
 // Route protects one backend.
@@ -135,6 +148,9 @@ func (c *Config) SetDefaults() {
 	if l.MaxCookies == 0 {
 		l.MaxCookies = 200
 	}
+	if l.LoginsPerMinute == 0 {
+		l.LoginsPerMinute = 120
+	}
 	for i := range c.Routes {
 		if c.Routes[i].Match.PathPrefix == "" {
 			c.Routes[i].Match.PathPrefix = "/"
@@ -165,6 +181,12 @@ func (c *Config) Validate() error {
 		if d == "" || strings.ContainsAny(d, "/:@\\ ") {
 			bad(fmt.Sprintf("allowed_redirect_domains[%d]", i), "must be a host name such as app.example.com or .example.com")
 		}
+	}
+	if _, err := parseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Limits.LoginsPerMinute < -1 {
+		bad("limits.logins_per_minute", "must be positive, or -1 for no limit")
 	}
 	if c.Limits.MaxHeaderBytes < 4096 {
 		bad("limits.max_header_bytes", "must be at least 4096")

@@ -22,22 +22,48 @@ var identityHeaders = []string{
 // identityHeaderPrefix catches the whole nginx auth_request family.
 const identityHeaderPrefix = "x-auth-request-"
 
-// stripIdentityHeaders removes every client-sent identity header. It scans
-// the raw map because Go canonicalises "X-Forwarded-User" but leaves
-// "x_forwarded_user" as sent, and a backend behind a CGI-style server would
-// read both as HTTP_X_FORWARDED_USER.
-func stripIdentityHeaders(h http.Header) {
+// forwardingHeaders say where a request came from and what it asked for
+// (canonical spelling). They pass only from a trusted proxy, and only in
+// this spelling: ReverseProxy drops the canonical X-Forwarded-For/Host/Proto
+// and Forwarded itself, but not "X_forwarded_for" or X-Real-IP, which many
+// backends read as the client address (SECURITY.md 24).
+var forwardingHeaders = []struct{ canonical, folded string }{
+	{"X-Forwarded-For", "x-forwarded-for"},
+	{"X-Forwarded-Host", "x-forwarded-host"},
+	{"X-Forwarded-Proto", "x-forwarded-proto"},
+	{"X-Forwarded-Port", "x-forwarded-port"},
+	{"X-Forwarded-Prefix", "x-forwarded-prefix"},
+	{"X-Real-Ip", "x-real-ip"},
+	{"Forwarded", "forwarded"},
+}
+
+// stripIdentityHeaders removes every client-sent identity header, and the
+// forwarding headers unless trustedPeer sent them in canonical spelling.
+// It scans the raw map because Go canonicalises "X-Forwarded-User" but
+// leaves "x_forwarded_user" as sent, and a backend behind a CGI-style
+// server would read both as HTTP_X_FORWARDED_USER.
+func stripIdentityHeaders(h http.Header, trustedPeer bool) {
 	for k := range h {
-		if len(k) < len("x-id-token") {
+		if len(k) < len("forwarded") {
 			continue
 		}
-		if c := k[0] | 0x20; c != 'x' && c != 'a' {
+		if c := k[0] | 0x20; c != 'x' && c != 'a' && c != 'f' {
 			continue // the cheap test that skips most headers
 		}
-		if isIdentityHeader(k) {
+		if isIdentityHeader(k) || isSpoofedForwarding(k, trustedPeer) {
 			delete(h, k)
 		}
 	}
+}
+
+// isSpoofedForwarding reports a forwarding header that must not pass.
+func isSpoofedForwarding(k string, trustedPeer bool) bool {
+	for _, fh := range forwardingHeaders {
+		if len(k) == len(fh.folded) && foldEqual(k, fh.folded) {
+			return !trustedPeer || k != fh.canonical
+		}
+	}
+	return false
 }
 
 // isIdentityHeader folds case and "_" without allocating.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -112,27 +113,36 @@ func mustUnescape(s string) string {
 }
 
 func TestStripIdentityHeaders(t *testing.T) {
-	h := http.Header{}
-	for _, k := range []string{
+	identity := []string{
 		"X-Forwarded-User", "x-forwarded-user", "X_FORWARDED_USER", "x_Forwarded-Email", "X-Forwarded-Groups",
 		"X-Forwarded-Access-Token", "X-Forwarded-Preferred-Username", "X-Auth-Request-User", "x_auth_request_anything",
 		"X-Id-Token", "Authorization", "authorization",
-	} {
-		h[k] = []string{"spoofed"}
 	}
-	keep := []string{"X-Forwarded-For", "Accept", "X-Forwarded-Users-Preference", "Authorization-Extra", "X-Request-Id", "A"}
-	for _, k := range keep {
-		h[k] = []string{"kept"}
-	}
-	stripIdentityHeaders(h)
-	for k := range h {
-		if h[k][0] == "spoofed" {
-			t.Errorf("%s survived", k)
+	// Non-canonical spellings of forwarding headers never pass: a backend
+	// reading HTTP_X_FORWARDED_FOR would take them for the proxy's.
+	misspelt := []string{"X_forwarded_for", "x-real-ip", "X_Real_Ip", "forwarded", "X-Forwarded_Proto"}
+	canonical := []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Real-Ip", "Forwarded"}
+	keep := []string{"Accept", "X-Forwarded-Users-Preference", "Authorization-Extra", "X-Request-Id", "A", "Forwarded-Not"}
+	for _, trusted := range []bool{false, true} {
+		h := http.Header{}
+		for _, k := range slices.Concat(identity, misspelt, canonical, keep) {
+			h[k] = []string{k}
 		}
-	}
-	for _, k := range keep {
-		if h[k] == nil {
-			t.Errorf("%s was removed; only identity headers may be", k)
+		stripIdentityHeaders(h, trusted)
+		for _, k := range slices.Concat(identity, misspelt) {
+			if h[k] != nil {
+				t.Errorf("trusted peer %v: %s survived", trusted, k)
+			}
+		}
+		for _, k := range canonical {
+			if got := h[k] != nil; got != trusted {
+				t.Errorf("trusted peer %v: %s kept = %v, want %v", trusted, k, got, trusted)
+			}
+		}
+		for _, k := range keep {
+			if h[k] == nil {
+				t.Errorf("trusted peer %v: %s was removed; only identity and forwarding headers may be", trusted, k)
+			}
 		}
 	}
 }
@@ -176,6 +186,6 @@ func BenchmarkStripIdentityHeaders(b *testing.B) {
 	h := http.Header{"Accept": {"x"}, "User-Agent": {"x"}, "Accept-Encoding": {"x"}, "Cookie": {"x"}, "X-Request-Id": {"x"}}
 	b.ReportAllocs()
 	for b.Loop() {
-		stripIdentityHeaders(h)
+		stripIdentityHeaders(h, false)
 	}
 }

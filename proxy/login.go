@@ -30,6 +30,9 @@ var (
 // and bound to this browser by the binding cookie, which every pending login
 // of the browser shares — one small cookie however many tabs log in at once.
 func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, rt *route, target string) error {
+	if err := s.allowLogin(w, r, s.loginLimit); err != nil {
+		return err
+	}
 	if s.safeRedirect(target) == "" {
 		target = "/"
 	}
@@ -122,6 +125,10 @@ func (s *Server) loginRoute(target string) *route {
 func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		s.fail(w, r, errMethod)
+		return
+	}
+	if err := s.allowLogin(w, r, s.callbackLimit); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	ctx := r.Context()

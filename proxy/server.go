@@ -46,6 +46,10 @@ type Server struct {
 	endpoints string
 	// refreshBefore is how long before expiry access tokens are renewed.
 	refreshBefore time.Duration
+	trusted       trustedProxies
+	// loginLimit and callbackLimit bound logins per client address
+	// (SECURITY.md 40); nil when off.
+	loginLimit, callbackLimit *limiter
 }
 
 // cookieNames are the effective names of the gateway's cookies.
@@ -97,6 +101,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.trusted, _ = parseTrustedProxies(cfg.TrustedProxies) // validated above
+	s.loginLimit = newLimiter(cfg.Limits.LoginsPerMinute, s.now)
+	s.callbackLimit = newLimiter(cfg.Limits.LoginsPerMinute, s.now)
 	s.endpoints = cfg.Prefix + "/"
 	s.public, _ = url.Parse(cfg.PublicURL)
 	s.redirectURI = cfg.PublicURL + cfg.Prefix + "/callback"
@@ -182,7 +189,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errNoRoute)
 		return
 	}
-	stripIdentityHeaders(r.Header)
+	stripIdentityHeaders(r.Header, s.trusted.fromTrustedProxy(r))
 	if up := r.Header.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
 		r.Header.Del("Upgrade") // h2c and other upgrades are not proxied (SECURITY.md 28)
 	}

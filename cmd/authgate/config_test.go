@@ -97,6 +97,8 @@ func TestBrokenConfigs(t *testing.T) {
 		{"http issuer", replace(`"https://idp.example.com"`, `"http://idp.example.com"`), []string{"upstream.issuer: plain http"}},
 		{"bad store", replace("session:\n", "session:\n  store: mongo\n"), []string{"session.store:"}},
 		{"redis without url", replace("session:\n", "session:\n  store: redis\n"), []string{"session.redis.url:"}},
+		{"bad trusted proxy", validConfig + "trusted_proxies: [10.0.0.0/8, example.com]\n", []string{"trusted_proxies[1]:", "CIDR"}},
+		{"bad login limit", validConfig + "limits:\n  logins_per_minute: -5\n", []string{"limits.logins_per_minute: must be positive"}},
 		{"bad log level", validConfig + "log:\n  level: loud\n", []string{"log.level: must be"}},
 		{"several problems at once", replace(`"http://127.0.0.1:8080"`, `"nope"`) + "lisen: x\n", []string{"lisen: unknown key"}},
 	} {

@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"math"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// maxLimiterEntries bounds a limiter's memory: beyond it, buckets that
+// have refilled (and so say nothing) are swept, and if all are still
+// draining the oldest half of the table is dropped.
+const maxLimiterEntries = 1 << 16
+
+// limiter is a token bucket per client address: perMinute events at most
+// in a burst, refilled at perMinute per minute. IPv6 clients are counted
+// per /64, the block one subscriber usually holds. It is in-process: each
+// replica counts on its own, which bounds each replica's share of the
+// store (SECURITY.md 40) without a Redis round trip per login.
+type limiter struct {
+	perMinute float64
+	now       func() time.Time
+	mu        sync.Mutex
+	buckets   map[netip.Addr]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// newLimiter returns nil (no limit) when perMinute is negative.
+func newLimiter(perMinute int, now func() time.Time) *limiter {
+	if perMinute < 0 {
+		return nil
+	}
+	return &limiter{perMinute: float64(perMinute), now: now, buckets: make(map[netip.Addr]*bucket)}
+}
+
+// allow takes one token for addr. When none is left it returns false and
+// how long until one is.
+func (l *limiter) allow(addr netip.Addr) (bool, time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	if addr.Is6() {
+		addr = netip.PrefixFrom(addr, 64).Masked().Addr()
+	}
+	now := l.now()
+	rate := l.perMinute / float64(time.Minute) // tokens per nanosecond
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[addr]
+	if b == nil {
+		if len(l.buckets) >= maxLimiterEntries {
+			l.sweep(now, rate)
+		}
+		b = &bucket{tokens: l.perMinute, last: now}
+		l.buckets[addr] = b
+	}
+	b.tokens = math.Min(l.perMinute, b.tokens+float64(now.Sub(b.last))*rate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) / rate)
+}
+
+// sweep makes room in a full table.
+func (l *limiter) sweep(now time.Time, rate float64) {
+	for a, b := range l.buckets {
+		if b.tokens+float64(now.Sub(b.last))*rate >= l.perMinute {
+			delete(l.buckets, a)
+		}
+	}
+	for a := range l.buckets { // map order is random: a random half goes
+		if len(l.buckets) < maxLimiterEntries/2 {
+			break
+		}
+		delete(l.buckets, a)
+	}
+}
+
+// errTooManyLogins is the page of a client over its login rate.
+var errTooManyLogins = &pageError{status: http.StatusTooManyRequests, title: "Too many sign-in attempts",
+	message: "This address started too many sign-ins in a short time. Wait a minute, then try again."}
+
+// allowLogin applies lim to r's client address. Over the limit, it sets
+// Retry-After and returns the 429 page to fail with.
+func (s *Server) allowLogin(w http.ResponseWriter, r *http.Request, lim *limiter) error {
+	ok, wait := lim.allow(s.trusted.clientAddr(r))
+	if ok {
+		return nil
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+	return errTooManyLogins
+}
