@@ -262,10 +262,23 @@ func prefixErrors(prefix string, err error) error {
 }
 
 // cleanPath normalises an URL path for matching: dot-segments resolved,
-// repeated slashes collapsed, no trailing slash (except for "/").
+// repeated slashes collapsed, no trailing slash (except for "/"). It reads
+// the path as the most lenient backend would (SECURITY.md 26): "\" is a
+// "/" (IIS), and ";params" end a segment (Tomcat, Jetty and Spring read
+// "/public/..;/admin" as "/admin").
 func cleanPath(p string) string {
 	if p == "" {
 		return "/"
+	}
+	if strings.ContainsAny(p, ";\\") {
+		p = strings.ReplaceAll(p, "\\", "/")
+		segs := strings.Split(p, "/")
+		for i, seg := range segs {
+			if j := strings.IndexByte(seg, ';'); j >= 0 {
+				segs[i] = seg[:j]
+			}
+		}
+		p = strings.Join(segs, "/")
 	}
 	return path.Clean(p)
 }

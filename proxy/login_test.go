@@ -294,6 +294,13 @@ func TestPublicPathsNeedNoLogin(t *testing.T) {
 		{"/public%23/x", 302},
 		{"//public/../admin", 302},
 		{"/publicity", 302},
+		// What lenient backends resolve: Tomcat/Jetty/Spring drop ";params"
+		// from a segment, IIS reads "\" as "/".
+		{"/public/..;/admin", 302},
+		{"/public/..%3B/admin", 302},
+		{"/public;x/../admin", 302},
+		{"/public/..%5Cadmin", 302},
+		{"/public/logo.png;jsessionid=ABC", 200},
 	} {
 		resp, _ := newBrowser(t).noFollow().get(t, g.URL+tc.path)
 		if resp.StatusCode != tc.want {
