@@ -52,6 +52,15 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 		case !sess.Token.ExpiresWithin(s.now(), 0):
 			// The token is still valid: serve with it, refresh next time.
 			s.log.Warn("token refresh failed; using the current token until it expires", "error", err.Error())
+		case upstream.IsRefused(err):
+			// Expired, and the server will not renew it (invalid_client,
+			// a changed subject, ...): the session cannot go on, and
+			// keeping it would ask the server again on every request.
+			s.log.Warn("token refresh refused; the user must sign in again", "error", err.Error())
+			if err := s.sessions.Delete(ctx, ticket); err != nil && !errors.Is(err, session.ErrNotFound) {
+				return nil, false, err
+			}
+			return nil, false, s.challenge(w, r, rt)
 		default:
 			return nil, false, err
 		}

@@ -68,6 +68,12 @@ func classify(err error) *pageError {
 
 // fail logs err (server-side causes only) and writes its page.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away (during a refresh wait, say): nobody reads
+		// a page, and it is not the gateway's failure.
+		s.log.Debug("client gone", "path", r.URL.Path)
+		return
+	}
 	pe := classify(err)
 	if pe.status >= 500 {
 		s.log.Error(pe.title, "path", r.URL.Path, "status", pe.status, "error", err.Error())

@@ -242,3 +242,35 @@ func TestShortLivedTokensRefreshOnce(t *testing.T) {
 		t.Errorf("refresh grants after the burst = %d, want still 1", got)
 	}
 }
+
+func TestRefusedRefreshEndsSession(t *testing.T) {
+	// Regression: a refusal other than invalid_grant (here invalid_client,
+	// from a replica whose client secret is wrong) answered 500 on every
+	// request and asked the server again each time.
+	e := newEnv(t, envOptions{redis: true})
+	a := e.gateway(gatewayOptions{mutate: longIdle})
+	bad := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, sc *session.Config, uc *upstream.Config) {
+		longIdle(pc, sc, uc)
+		uc.ClientSecret = "wrong-secret"
+	}})
+	b := newBrowser(t)
+	b.login(t, a, "/")
+	e.clock.Advance(2 * time.Hour) // the access token has expired
+	req := mustRequest(t, http.MethodGet, bad.URL+"/", nil)
+	req.Header.Set("Cookie", "_authgate="+b.cookie(t, a.URL, "_authgate"))
+	before := e.idp.Count("token")
+	resp, _ := b.noFollow().do(t, req)
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), e.idp.URL+"/authorize") {
+		t.Fatalf("after invalid_client on refresh: got %d to %q, want 302 to the authorization server", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	keys, err := e.redis.Client(t).Keys(t.Context(), "*s:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 0 {
+		t.Errorf("session record still in Redis after a refused refresh: %v", keys)
+	}
+	if got := e.idp.Count("token") - before; got != 1 {
+		t.Errorf("token requests: got %d, want 1", got)
+	}
+}

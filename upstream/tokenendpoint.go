@@ -42,6 +42,19 @@ func IsInvalidGrant(err error) bool {
 	return errors.As(err, &te) && te.Code == "invalid_grant"
 }
 
+// IsRefused reports whether err is a final no to a token request: the
+// token endpoint refused it with a 4xx answer (invalid_grant,
+// invalid_client, ...), or the tokens it returned failed verification.
+// Sending the same request again cannot succeed; a 5xx answer, a timeout
+// or an unreachable server is not a refusal.
+func IsRefused(err error) bool {
+	var te *TokenError
+	if errors.As(err, &te) && te.StatusCode >= 400 && te.StatusCode < 500 {
+		return true
+	}
+	return errors.Is(err, ErrInvalidIDToken)
+}
+
 // tokenResponse is the successful answer (RFC 6749 §5.1).
 type tokenResponse struct {
 	AccessToken  string          `json:"access_token"`
