@@ -26,6 +26,11 @@ func TestSafeRedirect(t *testing.T) {
 		{"https://sub.example.com/", true},
 		{"https://partner.org/", true},
 		{"https://APP.EXAMPLE.COM/x", true},
+		{"https://app.example.com:443/x", true},
+		// The public host on another scheme or port is another origin.
+		{"http://app.example.com/x", false},
+		{"https://app.example.com:8443/x", false},
+		{"http://app.example.com:443/", false},
 		{"", false},
 		{"//evil.com", false},
 		{"///evil.com", false},

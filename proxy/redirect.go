@@ -36,19 +36,35 @@ func (s *Server) safeRedirect(target string) string {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Opaque != "" || u.User != nil || u.Host == "" {
 		return "" // https:evil.com, javascript:, user@host tricks
 	}
+	if strings.EqualFold(u.Hostname(), s.public.Hostname()) {
+		// The gateway's own host: same origin only, not another scheme
+		// or port on it (http://app, https://app:8443).
+		if u.Scheme != s.public.Scheme || effectivePort(u) != effectivePort(s.public) {
+			return ""
+		}
+		return target
+	}
 	if !s.redirectHostAllowed(u.Hostname()) {
 		return ""
 	}
 	return target
 }
 
-// redirectHostAllowed reports whether host is the public host or on the
-// allow-list: exact, or a dot-bounded suffix for entries starting with ".".
+// effectivePort is u's port, or its scheme's default.
+func effectivePort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if u.Scheme == "https" {
+		return "443"
+	}
+	return "80"
+}
+
+// redirectHostAllowed reports whether host is on the allow-list: exact,
+// or a dot-bounded suffix for entries starting with ".".
 func (s *Server) redirectHostAllowed(host string) bool {
 	host = strings.ToLower(host)
-	if host == strings.ToLower(s.public.Hostname()) {
-		return true
-	}
 	for _, d := range s.cfg.AllowedRedirectDomains {
 		d = strings.ToLower(d)
 		if host == strings.TrimPrefix(d, ".") || (strings.HasPrefix(d, ".") && strings.HasSuffix(host, d)) {
