@@ -23,8 +23,8 @@ type Config struct {
 	// Issuer is the authorization server's issuer identifier. When set, the
 	// endpoints are discovered from /.well-known/openid-configuration (with
 	// the RFC 8414 /.well-known/oauth-authorization-server as fallback) and
-	// ID tokens must carry exactly this "iss". Required when Scopes contain
-	// "openid".
+	// ID tokens must carry exactly this "iss" (a trailing "/" included, as
+	// at Auth0). Required when Scopes contain "openid".
 	Issuer string `yaml:"issuer"`
 	// AuthorizationEndpoint overrides the discovered authorize URL. Required
 	// when Issuer is empty.
@@ -86,7 +86,6 @@ func (c *Config) SetDefaults() {
 	if c.ClockSkew == 0 {
 		c.ClockSkew = 30 * time.Second
 	}
-	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
 }
 
 // Validate reports every problem in c, each prefixed with its key.

@@ -35,8 +35,8 @@ func TestConfigSetDefaults(t *testing.T) {
 	if got, want := cfg.ClockSkew, 30*time.Second; got != want {
 		t.Errorf("ClockSkew: got %v, want %v", got, want)
 	}
-	if got, want := cfg.Issuer, "https://idp.example.com"; got != want {
-		t.Errorf("Issuer: got %q, want %q (trailing slash trimmed)", got, want)
+	if got, want := cfg.Issuer, "https://idp.example.com/"; got != want {
+		t.Errorf("Issuer: got %q, want %q (kept as written: iss is compared exactly)", got, want)
 	}
 
 	// Explicit values survive, and the default slice is not shared.

@@ -100,7 +100,9 @@ func (c *Client) discover(ctx context.Context) (*Metadata, error) {
 // fetchMetadata tries OpenID Connect Discovery, then RFC 8414 §3.1 (the
 // well-known segment inserted before the issuer's path).
 func (c *Client) fetchMetadata(ctx context.Context) (*Metadata, error) {
-	urls := []string{c.cfg.Issuer + "/.well-known/openid-configuration"}
+	// OpenID Connect Discovery §4: a trailing "/" goes before appending;
+	// the issuer itself is compared exactly, slash and all.
+	urls := []string{strings.TrimSuffix(c.cfg.Issuer, "/") + "/.well-known/openid-configuration"}
 	if u, err := url.Parse(c.cfg.Issuer); err == nil {
 		u.Path = "/.well-known/oauth-authorization-server" + strings.TrimSuffix(u.Path, "/")
 		urls = append(urls, u.String())

@@ -105,6 +105,34 @@ func TestMetadataIssuerMismatchRefused(t *testing.T) {
 	})
 }
 
+func TestMetadataIssuerWithTrailingSlash(t *testing.T) {
+	// Regression: Auth0's issuer is "https://tenant.auth0.com/"; trimming
+	// the slash made every comparison with the "iss" it sends fail.
+	var f *fake
+	var paths []string
+	f = newFake(t, func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.URL.Path)
+		w.Write(metadataJSON(f.URL+"/", f.URL))
+	})
+	c := newClient(t, upstream.Config{Issuer: f.URL + "/", ClientID: clientID, Timeout: time.Second}, upstream.Deps{})
+	m, err := c.Metadata(ctx(t))
+	if err != nil {
+		t.Fatalf("Metadata: %v", err)
+	}
+	if m.Issuer != f.URL+"/" {
+		t.Errorf("Issuer: got %q, want %q", m.Issuer, f.URL+"/")
+	}
+	if len(paths) != 1 || paths[0] != "/.well-known/openid-configuration" {
+		t.Errorf("discovery requests: got %q, want [/.well-known/openid-configuration]", paths)
+	}
+	if err := c.CheckIssuer(ctx(t), f.URL+"/", true); err != nil {
+		t.Errorf("CheckIssuer(issuer with slash): %v", err)
+	}
+	if err := c.CheckIssuer(ctx(t), f.URL, true); err == nil {
+		t.Error("CheckIssuer(issuer without the slash): got nil, want a mismatch")
+	}
+}
+
 func TestMetadataRFC8414Fallback(t *testing.T) {
 	tests := []struct {
 		name      string
