@@ -61,6 +61,10 @@ type Limits struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// MaxCookies caps the number of cookies in one request. Default 200.
 	MaxCookies int `yaml:"max_cookies"`
+	// BackendResponseTimeout bounds the wait for a backend's response
+	// headers (not the body: downloads and streams may take longer); past
+	// it the client gets a 504 page. Default 60s.
+	BackendResponseTimeout time.Duration `yaml:"backend_response_timeout"`
 	// LoginsPerMinute caps, per client address and replica, the logins
 	// started (each is a pending state in the store) and, separately, the
 	// callbacks answered; a burst of this many, then this many per minute.
@@ -148,6 +152,9 @@ func (c *Config) SetDefaults() {
 	if l.MaxCookies == 0 {
 		l.MaxCookies = 200
 	}
+	if l.BackendResponseTimeout == 0 {
+		l.BackendResponseTimeout = 60 * time.Second
+	}
 	if l.LoginsPerMinute == 0 {
 		l.LoginsPerMinute = 120
 	}
@@ -184,6 +191,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseTrustedProxies(c.TrustedProxies); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Limits.BackendResponseTimeout < 0 {
+		bad("limits.backend_response_timeout", "must be positive")
 	}
 	if c.Limits.LoginsPerMinute < -1 {
 		bad("limits.logins_per_minute", "must be positive, or -1 for no limit")

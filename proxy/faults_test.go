@@ -6,6 +6,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authgate/authgate/proxy"
+	"github.com/authgate/authgate/session"
+	"github.com/authgate/authgate/upstream"
 )
 
 // TestRedisOutage: a Redis blip answers 503 and keeps the cookie (the peers'
@@ -112,5 +116,31 @@ func TestAuthorizationServerDown(t *testing.T) {
 	}
 	if resp, _ := newBrowser(t).noFollow().get(t, g.URL+"/readyz"); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz: got %d, want 503", resp.StatusCode)
+	}
+}
+
+// TestBackendHangs: a backend that never answers gets a 504 page once
+// limits.backend_response_timeout has passed, not a request held forever.
+func TestBackendHangs(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	release := make(chan struct{})
+	e.backend.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+		pc.Limits.BackendResponseTimeout = 300 * time.Millisecond
+	}})
+	b := newBrowser(t)
+	start := time.Now()
+	resp, body := b.get(t, g.URL+"/public/x")
+	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "took too long") {
+		t.Errorf("got %d %.200s, want the 504 backend timeout page", resp.StatusCode, body)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("answered after %v, want soon after the 300ms timeout", d)
 	}
 }

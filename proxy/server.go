@@ -28,7 +28,8 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
-	// Transport carries requests to the backends. Nil: NewTransport().
+	// Transport carries requests to the backends. Nil: NewTransport() with
+	// Limits.BackendResponseTimeout.
 	Transport http.RoundTripper
 }
 
@@ -120,7 +121,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	transport := deps.Transport
 	if transport == nil {
-		transport = NewTransport()
+		t := NewTransport()
+		t.ResponseHeaderTimeout = cfg.Limits.BackendResponseTimeout
+		transport = t
 	}
 	for i, rc := range cfg.Routes {
 		rt, err := s.newRoute(i, rc, deps.Upstream, transport)
