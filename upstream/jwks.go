@@ -102,9 +102,12 @@ func (s *keySet) fetch(ctx context.Context) ([]jwk, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch JWKS: %w", err)
 	}
-	keys, err := parseJWKS(body)
+	keys, skipped, err := parseJWKS(body)
 	if err != nil {
 		return nil, fmt.Errorf("JWKS at %s: %w", redactURL(m.JWKSURI), err)
+	}
+	for _, e := range skipped {
+		s.c.log.Warn("JWKS key unusable", "jwks_uri", redactURL(m.JWKSURI), "error", e.Error())
 	}
 	return keys, nil
 }
@@ -149,8 +152,9 @@ func fits(key any, alg string) bool {
 }
 
 // parseJWKS parses an RFC 7517 key set, keeping the signature keys it can use
-// and skipping the rest (unknown types, encryption keys).
-func parseJWKS(body []byte) ([]jwk, error) {
+// and skipping the rest: unknown types and encryption keys silently, keys
+// it refuses (weak, malformed, unsupported curve) reported in skipped.
+func parseJWKS(body []byte) (keys []jwk, skipped []error, err error) {
 	var set struct {
 		Keys []struct {
 			Kty string `json:"kty"`
@@ -165,9 +169,8 @@ func parseJWKS(body []byte) ([]jwk, error) {
 		} `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
+		return nil, nil, fmt.Errorf("invalid JSON: %w", err)
 	}
-	var keys []jwk
 	for _, k := range set.Keys {
 		if k.Use != "" && k.Use != "sig" {
 			continue
@@ -185,14 +188,17 @@ func parseJWKS(body []byte) ([]jwk, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("key %q: %w", k.Kid, err)
+			// One legacy or exotic key must not take the others down
+			// with it: it is left out, and tokens naming it fail.
+			skipped = append(skipped, fmt.Errorf("key %q left out: %w", k.Kid, err))
+			continue
 		}
 		keys = append(keys, jwk{kid: k.Kid, alg: k.Alg, key: key})
 	}
 	if len(keys) == 0 {
-		return nil, errors.New("no usable signature keys")
+		return nil, nil, errors.Join(append([]error{errors.New("no usable signature keys")}, skipped...)...)
 	}
-	return keys, nil
+	return keys, skipped, nil
 }
 
 func b64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }

@@ -237,6 +237,27 @@ func TestJWKSWeakOrMalformedKeysRefused(t *testing.T) {
 	}
 }
 
+func TestJWKSUnusableKeyLeavesTheOthers(t *testing.T) {
+	// Regression: one legacy 1024-bit key or an exotic curve in the set
+	// made every login fail.
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	exotic := ecJWK(t, "exotic", &good.PublicKey)
+	exotic["crv"] = "secp256k1"
+	e := newJWKSEnv(t, rsaJWK("weak", &weak.PublicKey), exotic, ecJWK(t, "good", &good.PublicKey))
+	raw := signWith(t, jwt.SigningMethodES256, good, e.claims(), map[string]any{"kid": "good"})
+	if _, err := e.c.VerifyIDToken(ctx(t), upstream.Secret(raw), testNonce, ""); err != nil {
+		t.Errorf("token signed with the good key: %v", err)
+	}
+	raw = signWith(t, jwt.SigningMethodRS256, weak, e.claims(), map[string]any{"kid": "weak"})
+	if _, err := e.c.VerifyIDToken(ctx(t), upstream.Secret(raw), testNonce, ""); !errors.Is(err, upstream.ErrInvalidIDToken) {
+		t.Errorf("token signed with the weak key: got %v, want ErrInvalidIDToken", err)
+	}
+}
+
 func TestJWKSKeyRotation(t *testing.T) {
 	e := newVerifyEnv(t)
 	before := e.sign(t, nil)
