@@ -200,6 +200,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.proxy.ServeHTTP(w, r)
 		return
 	}
+	// Before authentication: a refused request costs no session load or
+	// refresh.
+	if !rt.cfg.AllowCrossSiteWrites && s.crossSiteWrite(r) {
+		s.fail(w, r, errCrossSite)
+		return
+	}
 	sess, ok, err := rt.auth.authenticate(w, r, rt)
 	if err != nil {
 		s.fail(w, r, err)
@@ -210,10 +216,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !rt.cfg.Allow.permits(sess) {
 		s.fail(w, r, errForbidden)
-		return
-	}
-	if !rt.cfg.AllowCrossSiteWrites && s.crossSiteWrite(r) {
-		s.fail(w, r, errCrossSite)
 		return
 	}
 	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
@@ -254,12 +256,16 @@ func (rt *route) isPublic(clean string) bool {
 	return false
 }
 
-// crossSiteWrite reports an unsafe method sent from another site
-// (SECURITY.md 18): browsers mark it with Sec-Fetch-Site or Origin.
+// crossSiteWrite reports an unsafe method, or a websocket handshake (which
+// rides the session cookie like a POST: cross-site websocket hijacking),
+// sent from another site (SECURITY.md 18): browsers mark it with
+// Sec-Fetch-Site or Origin.
 func (s *Server) crossSiteWrite(r *http.Request) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return false
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			return false
+		}
 	}
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
 		return site == "cross-site"

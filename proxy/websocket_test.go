@@ -89,3 +89,39 @@ func TestWebsocketPassesThroughAfterLogin(t *testing.T) {
 		t.Errorf("backend saw Upgrade %q for h2c, want none", got)
 	}
 }
+
+func TestCrossSiteWebsocketRefused(t *testing.T) {
+	// Cross-site websocket hijacking: a page on another site opens a
+	// websocket to the gateway, and the browser adds the session cookie.
+	e := newEnv(t, envOptions{})
+	seen := make(chan string, 10)
+	e.backend.Config.Handler = upgradeBackend(seen)
+	g := e.gateway(gatewayOptions{})
+	b := newBrowser(t)
+	b.login(t, g, "/")
+	<-seen
+	cookie := "_authgate=" + b.cookie(t, g.URL, "_authgate")
+	addr := g.Listener.Addr().String()
+	for _, tc := range []struct {
+		name, headers string
+		want          int
+	}{
+		{"foreign origin", "Origin: https://evil.com\r\n", http.StatusForbidden},
+		{"sec-fetch cross-site", "Origin: https://evil.com\r\nSec-Fetch-Site: cross-site\r\n", http.StatusForbidden},
+		{"same origin", "Origin: " + g.URL + "\r\n", http.StatusSwitchingProtocols},
+	} {
+		conn, _, resp := rawRequest(t, addr, "GET /ws HTTP/1.1\r\nHost: "+addr+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+tc.headers+"Cookie: "+cookie+"\r\n\r\n")
+		conn.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: got %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+		if tc.want == http.StatusSwitchingProtocols {
+			<-seen
+		}
+	}
+	select {
+	case got := <-seen:
+		t.Errorf("a refused handshake reached the backend: %q", got)
+	default:
+	}
+}
