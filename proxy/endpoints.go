@@ -105,15 +105,16 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 	rd := r.URL.Query().Get("rd") // the POST reads its own from the form
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		if raw == "" {
-			s.finishSignOut(w, r, rd)
-			return
+		// Always a confirmation, even without a session here: a cross-site
+		// image must not send the browser to the server's end_session.
+		fields := map[string]string{"rd": s.safeRedirect(rd)}
+		if raw != "" {
+			fields["csrf"] = signOutToken(raw)
 		}
 		s.render(w, r, http.StatusOK, pageData{
 			Title:   "Sign out",
 			Message: "Sign out of this application?",
-			Form: &pageForm{Action: s.cfg.Prefix + "/sign_out", Button: "Sign out",
-				Fields: map[string]string{"rd": s.safeRedirect(rd), "csrf": signOutToken(raw)}},
+			Form:    &pageForm{Action: s.cfg.Prefix + "/sign_out", Button: "Sign out", Fields: fields},
 		})
 	case http.MethodPost:
 		if err := r.ParseForm(); err != nil {
@@ -126,7 +127,8 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		rd = r.PostForm.Get("rd")
-		if raw != "" && subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(signOutToken(raw))) != 1 {
+		if raw != "" && subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(signOutToken(raw))) != 1 ||
+			raw == "" && s.crossSiteWrite(r) {
 			s.fail(w, r, errCrossSite)
 			return
 		}

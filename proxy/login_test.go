@@ -271,6 +271,69 @@ func TestSignOut(t *testing.T) {
 	}
 }
 
+func TestSignOutWithoutSession(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	g := e.gateway(gatewayOptions{})
+	b := newBrowser(t).noFollow()
+	// A cross-site image without a session here must not send the browser
+	// to the server's end_session either.
+	resp, body := b.get(t, g.URL+"/oauth2/sign_out?rd=/")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "<form") || e.idp.Count("end_session") != 0 {
+		t.Errorf("GET sign_out without a session: got %d, want 200 with a confirmation form", resp.StatusCode)
+	}
+	post := func(origin string) *http.Response {
+		req := mustRequest(t, http.MethodPost, g.URL+"/oauth2/sign_out", strings.NewReader("rd=%2F"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, _ := b.do(t, req)
+		return resp
+	}
+	if resp := post("https://evil.com"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site POST sign_out without a session: got %d, want 403", resp.StatusCode)
+	}
+	if resp := post(g.URL); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), e.idp.URL+"/logout?") {
+		t.Errorf("same-origin POST sign_out without a session: got %d to %q, want 303 to end_session", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestSignOutAPIClient(t *testing.T) {
+	// An API client holding the cookie confirms as the form would: the
+	// JSON answer carries the form's fields.
+	e := newEnv(t, envOptions{})
+	g := e.gateway(gatewayOptions{})
+	b := newBrowser(t)
+	b.login(t, g, "/")
+	req := mustRequest(t, http.MethodGet, g.URL+"/oauth2/sign_out", nil)
+	req.Header.Set("Accept", "application/json")
+	_, body := b.noFollow().do(t, req)
+	var answer struct {
+		Form struct {
+			Action string
+			Fields map[string]string
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &answer); err != nil || answer.Form.Fields["csrf"] == "" {
+		t.Fatalf("GET sign_out as JSON: got %s (%v), want the form with its csrf field", body, err)
+	}
+	form := url.Values{}
+	for k, v := range answer.Form.Fields {
+		form.Set(k, v)
+	}
+	req = mustRequest(t, http.MethodPost, g.URL+answer.Form.Action, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if resp, _ := b.noFollow().do(t, req); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("POST sign_out with the JSON form's fields: got %d, want 303", resp.StatusCode)
+	}
+	req = mustRequest(t, http.MethodGet, g.URL+"/oauth2/userinfo", nil)
+	req.Header.Set("Accept", "application/json")
+	if resp, _ := b.noFollow().do(t, req); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("userinfo after sign-out: got %d, want 401", resp.StatusCode)
+	}
+}
+
 func between(s, a, b string) string {
 	_, rest, ok := strings.Cut(s, a)
 	if !ok {

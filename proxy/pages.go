@@ -76,7 +76,12 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, d pa
 	if !wantsHTML(r) {
 		h.Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "error": d.Title, "message": d.Message})
+		v := map[string]any{"status": status, "error": d.Title, "message": d.Message}
+		if d.Form != nil {
+			// An API client confirms as the page's form would.
+			v["form"] = map[string]any{"method": "POST", "action": d.Form.Action, "fields": d.Form.Fields}
+		}
+		_ = json.NewEncoder(w).Encode(v)
 		return
 	}
 	h.Set("Content-Type", "text/html; charset=utf-8")
