@@ -176,10 +176,12 @@ func (c *Config) Validate() error {
 	}
 	if c.PublicURL == "" {
 		bad("public_url", "required: the external base URL of the gateway, e.g. https://app.example.com")
-	} else if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		bad("public_url", "not an absolute http(s) URL")
+	} else if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" {
+		bad("public_url", "not an absolute http(s) URL such as https://app.example.com")
 	} else if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		bad("public_url", "must not contain a query, fragment or user info")
+	} else if u.Path != "" {
+		bad("public_url", "must not have a path (the gateway's endpoints live at %s on the host); use %s", c.Prefix, u.Scheme+"://"+u.Host)
 	}
 	if !strings.HasPrefix(c.Prefix, "/") || strings.ContainsAny(c.Prefix, "?#") {
 		bad("prefix", "must be an absolute path such as /oauth2")
@@ -219,8 +221,10 @@ func (r *Route) validate() error {
 	}
 	if r.Backend == "" {
 		bad("backend", "required: the URL of the application to protect, e.g. http://127.0.0.1:8080")
-	} else if u, err := url.Parse(r.Backend); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("backend", "not an absolute URL")
+	} else if u, err := url.Parse(r.Backend); err != nil || u.Hostname() == "" {
+		bad("backend", "not an absolute URL; write it with scheme and host, e.g. http://127.0.0.1:8080")
+	} else if u.Scheme != "http" && u.Scheme != "https" {
+		bad("backend", "scheme %q not supported; use http:// or https://", u.Scheme)
 	} else if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		bad("backend", "must not contain a query, fragment or user info")
 	}
@@ -240,6 +244,8 @@ func (r *Route) validate() error {
 	}
 	if strings.ContainsAny(r.Match.Host, "/ @") {
 		bad("match.host", "must be a host name")
+	} else if strings.Contains(r.Match.Host, ":") && !strings.HasPrefix(r.Match.Host, "[") {
+		bad("match.host", "must be a host name without a port (the port is ignored when matching)")
 	}
 	for i, p := range r.PublicPaths {
 		if !strings.HasPrefix(p, "/") || (p != "/" && cleanPath(p) != strings.TrimSuffix(p, "/")) {

@@ -58,7 +58,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		if cmd == "check" {
-			fmt.Fprintf(stdout, "%s: OK (%d routes)\n", *path, len(cfg.Routes))
+			noun := "routes"
+			if len(cfg.Routes) == 1 {
+				noun = "route"
+			}
+			fmt.Fprintf(stdout, "%s: OK (%d %s)\n", *path, len(cfg.Routes), noun)
 			return 0
 		}
 		log := newLogger(stderr, cfg.Log)
