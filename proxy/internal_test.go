@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func testServer(t testing.TB) *Server {
@@ -192,5 +193,15 @@ func BenchmarkStripIdentityHeaders(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		stripIdentityHeaders(h, false)
+	}
+}
+
+func TestTruncateKeepsUTF8(t *testing.T) {
+	// An error_description cut inside a character made an invalid page.
+	for n := 0; n <= 8; n++ {
+		got := truncate("héllo wörld", n)
+		if !utf8.ValidString(got) {
+			t.Errorf("truncate(%d) = %q, not valid UTF-8", n, got)
+		}
 	}
 }

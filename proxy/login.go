@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
@@ -236,9 +237,13 @@ func (s *Server) routeByIndex(idx string) *route {
 	return s.routes[i]
 }
 
+// truncate shortens s to at most n bytes, on a UTF-8 character boundary.
 func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

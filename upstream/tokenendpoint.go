@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // TokenError is an error answer of the token endpoint (RFC 6749 §5.2), or an
@@ -153,11 +154,15 @@ func (c *Client) scrub(s string, form url.Values) string {
 	return s
 }
 
+// truncate shortens s to at most n bytes, on a UTF-8 character boundary.
 func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // postForm POSTs form to endpoint with this client's authentication
