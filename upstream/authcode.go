@@ -93,7 +93,10 @@ func (c *Client) CheckIssuer(ctx context.Context, iss string, present bool) erro
 
 // Login is the result of a completed code flow.
 type Login struct {
-	Token    *Token
+	// Token holds the tokens the token endpoint issued.
+	Token *Token
+	// Identity is the verified ID token's identity, with the userinfo
+	// endpoint's claims merged in.
 	Identity *Identity
 }
 

@@ -13,15 +13,30 @@ import (
 // Metadata is the subset of authorization server metadata (OpenID Connect
 // Discovery §3, RFC 8414 §2) the gateway uses.
 type Metadata struct {
-	Issuer                                 string   `json:"issuer"`
-	AuthorizationEndpoint                  string   `json:"authorization_endpoint"`
-	TokenEndpoint                          string   `json:"token_endpoint"`
-	JWKSURI                                string   `json:"jwks_uri"`
-	UserinfoEndpoint                       string   `json:"userinfo_endpoint"`
-	EndSessionEndpoint                     string   `json:"end_session_endpoint"`
-	RevocationEndpoint                     string   `json:"revocation_endpoint"`
-	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported"`
-	AuthorizationResponseIssParamSupported bool     `json:"authorization_response_iss_parameter_supported"`
+	// Issuer is the server's issuer identifier; it must equal the
+	// configured one exactly.
+	Issuer string `json:"issuer"`
+	// AuthorizationEndpoint is where browsers are sent to log in.
+	AuthorizationEndpoint string `json:"authorization_endpoint"`
+	// TokenEndpoint redeems codes and refresh tokens.
+	TokenEndpoint string `json:"token_endpoint"`
+	// JWKSURI publishes the keys that sign ID tokens. Empty: none
+	// published, so ID tokens cannot be verified.
+	JWKSURI string `json:"jwks_uri"`
+	// UserinfoEndpoint returns claims about the user. Empty: not called.
+	UserinfoEndpoint string `json:"userinfo_endpoint"`
+	// EndSessionEndpoint is RP-initiated logout. Empty: sign-out ends only
+	// the gateway's session.
+	EndSessionEndpoint string `json:"end_session_endpoint"`
+	// RevocationEndpoint is RFC 7009 token revocation. Empty: refresh
+	// tokens are not revoked at sign-out.
+	RevocationEndpoint string `json:"revocation_endpoint"`
+	// CodeChallengeMethodsSupported lists the PKCE methods; S256 is sent
+	// whatever it says.
+	CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
+	// AuthorizationResponseIssParamSupported makes the "iss" parameter of
+	// the authorization response required (RFC 9207 §3).
+	AuthorizationResponseIssParamSupported bool `json:"authorization_response_iss_parameter_supported"`
 }
 
 // discoveryRetry is how long a failed discovery is remembered before the

@@ -20,12 +20,18 @@ const maxTokenSize = 64 << 10
 
 // Identity is who an ID token (and the userinfo endpoint) says the user is.
 type Identity struct {
-	Subject           string
-	Email             string
-	EmailVerified     bool
-	Name              string
+	// Subject is the "sub" claim: the user's stable identifier at the server.
+	Subject string
+	// Email is the "email" claim; trust it only with EmailVerified.
+	Email string
+	// EmailVerified is the "email_verified" claim; false when absent.
+	EmailVerified bool
+	// Name is the "name" claim.
+	Name string
+	// PreferredUsername is the "preferred_username" claim.
 	PreferredUsername string
-	Groups            []string
+	// Groups is the "groups" claim (a list, or one string); nil when absent.
+	Groups []string
 	// Claims are the remaining claims, protocol claims (iss, aud, exp,
 	// nonce, at_hash, ...) removed.
 	Claims map[string]any
