@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -192,6 +193,13 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := login.Identity
+	var claims json.RawMessage
+	if len(id.Claims) > 0 {
+		if claims, err = json.Marshal(id.Claims); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	sess := &session.Session{
 		Subject:           id.Subject,
 		Email:             id.Email,
@@ -199,7 +207,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		Name:              id.Name,
 		PreferredUsername: id.PreferredUsername,
 		Groups:            id.Groups,
-		Claims:            id.Claims,
+		Claims:            claims,
 		Token:             *login.Token,
 	}
 	// A previous session of this browser ends here: a new ticket for every

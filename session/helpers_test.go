@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,7 +76,7 @@ func testSession() *Session {
 		PreferredUsername: "ada",
 		EmailVerified:     true,
 		Groups:            []string{"admins", "staff"},
-		Claims:            map[string]any{"tenant": "t1", "level": 3.0},
+		Claims:            json.RawMessage(`{"level":3,"tenant":"t1"}`),
 		Token: upstream.Token{
 			AccessToken:  "CANARY-ACCESS-7f3a",
 			TokenType:    "Bearer",

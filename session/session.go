@@ -22,9 +22,10 @@ type Session struct {
 	EmailVerified bool
 	// Groups lists the user's groups; nil when none.
 	Groups []string
-	// Claims holds further identity claims; nil when none. Values go through
-	// JSON in the store, so numbers come back as float64.
-	Claims map[string]any
+	// Claims holds further identity claims as a JSON object; nil when none.
+	// It stays encoded: most requests never look at it, and decoding a map
+	// on every session load was most of the load's allocations.
+	Claims json.RawMessage
 	// Token is the token set used toward the backend.
 	Token upstream.Token
 	// CreatedAt is when the user logged in; it starts the absolute timeout.
@@ -40,22 +41,22 @@ const wireVersion byte = 1
 // Reveal: upstream.Secret redacts itself in JSON by design. Times are Unix
 // nanoseconds, 0 for the zero time.
 type wireSession struct {
-	Subject           string         `json:"sub"`
-	Email             string         `json:"em,omitempty"`
-	Name              string         `json:"nm,omitempty"`
-	PreferredUsername string         `json:"pu,omitempty"`
-	EmailVerified     bool           `json:"ev,omitempty"`
-	Groups            []string       `json:"gr,omitempty"`
-	Claims            map[string]any `json:"cl,omitempty"`
-	AccessToken       string         `json:"at,omitempty"`
-	TokenType         string         `json:"tt,omitempty"`
-	RefreshToken      string         `json:"rt,omitempty"`
-	IDToken           string         `json:"it,omitempty"`
-	Expiry            int64          `json:"ex,omitempty"`
-	Issued            int64          `json:"is,omitempty"`
-	Scope             string         `json:"sc,omitempty"`
-	CreatedAt         int64          `json:"ca"`
-	LastSeen          int64          `json:"ls"`
+	Subject           string          `json:"sub"`
+	Email             string          `json:"em,omitempty"`
+	Name              string          `json:"nm,omitempty"`
+	PreferredUsername string          `json:"pu,omitempty"`
+	EmailVerified     bool            `json:"ev,omitempty"`
+	Groups            []string        `json:"gr,omitempty"`
+	Claims            json.RawMessage `json:"cl,omitempty"`
+	AccessToken       string          `json:"at,omitempty"`
+	TokenType         string          `json:"tt,omitempty"`
+	RefreshToken      string          `json:"rt,omitempty"`
+	IDToken           string          `json:"it,omitempty"`
+	Expiry            int64           `json:"ex,omitempty"`
+	Issued            int64           `json:"is,omitempty"`
+	Scope             string          `json:"sc,omitempty"`
+	CreatedAt         int64           `json:"ca"`
+	LastSeen          int64           `json:"ls"`
 }
 
 // marshalSession encodes s: the wire version byte, then JSON.
