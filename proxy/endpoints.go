@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/authgate/authgate/session"
@@ -111,10 +112,13 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 		if raw != "" {
 			fields["csrf"] = signOutToken(raw)
 		}
+		// CSP form-action also governs the redirect that answers the POST
+		// (Chromium blocks it otherwise): allow exactly where it will go.
 		s.render(w, r, http.StatusOK, pageData{
-			Title:   "Sign out",
-			Message: "Sign out of this application?",
-			Form:    &pageForm{Action: s.cfg.Prefix + "/sign_out", Button: "Sign out", Fields: fields},
+			Title:      "Sign out",
+			Message:    "Sign out of this application?",
+			Form:       &pageForm{Action: s.cfg.Prefix + "/sign_out", Button: "Sign out", Fields: fields},
+			formTarget: origin(s.signOutTarget(r, rd)),
 		})
 	case http.MethodPost:
 		if err := r.ParseForm(); err != nil {
@@ -179,6 +183,13 @@ func subjectOf(s *session.Session) string {
 // server's end_session_endpoint when it has one, else to rd.
 func (s *Server) finishSignOut(w http.ResponseWriter, r *http.Request, rd string) {
 	s.clearCookie(w, s.cookies.session)
+	noStore(w.Header())
+	http.Redirect(w, r, s.signOutTarget(r, rd), http.StatusSeeOther)
+}
+
+// signOutTarget is where a sign-out sends the browser: the authorization
+// server's end_session_endpoint when it has one, else rd (validated).
+func (s *Server) signOutTarget(r *http.Request, rd string) string {
 	target := s.safeRedirect(rd)
 	if target == "" {
 		target = "/"
@@ -188,10 +199,19 @@ func (s *Server) finishSignOut(w http.ResponseWriter, r *http.Request, rd string
 		abs = s.cfg.PublicURL + target
 	}
 	if end, err := s.signOutClient(target).EndSessionURL(r.Context(), abs); err == nil && end != "" {
-		target = end
+		return end
 	}
-	noStore(w.Header())
-	http.Redirect(w, r, target, http.StatusSeeOther)
+	return target
+}
+
+// origin is the scheme://host[:port] of an absolute URL, "" for a
+// relative one (or garbage).
+func origin(target string) string {
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme == "" || u.Host == "" || strings.ContainsAny(u.Host, ";,'\" ") {
+		return "" // nothing that could end a CSP directive
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // signOutClient is the authorization server to sign out of: the one of the

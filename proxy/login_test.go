@@ -234,6 +234,11 @@ func TestSignOut(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, "<form") {
 		t.Fatalf("GET sign_out: got %d, want 200 with a confirmation form", resp.StatusCode)
 	}
+	// CSP form-action governs the POST's redirect too: without the
+	// server's origin a browser refuses to follow it to end_session.
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' "+e.idp.URL+";") {
+		t.Errorf("sign-out page CSP %q: want form-action 'self' %s", csp, e.idp.URL)
+	}
 	if resp, _ := b.noFollow().get(t, g.URL+"/"); resp.StatusCode != 200 {
 		t.Fatalf("after GET sign_out the session is gone (got %d); a GET must not log out", resp.StatusCode)
 	}

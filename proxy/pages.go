@@ -42,6 +42,9 @@ type pageData struct {
 	Form                   *pageForm
 	Status                 int
 	CSS                    template.CSS
+	// formTarget is an origin, besides the gateway's own, that the form's
+	// POST may be redirected to (CSP form-action).
+	formTarget string
 }
 
 // pageForm is a one-button POST form on a page.
@@ -85,7 +88,11 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, d pa
 		return
 	}
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", pageCSP)
+	if d.formTarget != "" {
+		h.Set("Content-Security-Policy", strings.Replace(pageCSP, "form-action 'self'", "form-action 'self' "+d.formTarget, 1))
+	} else {
+		h.Set("Content-Security-Policy", pageCSP)
+	}
 	w.WriteHeader(status)
 	d.CSS = template.CSS(pageCSS)
 	if err := pageTpl.Execute(w, d); err != nil {

@@ -48,7 +48,9 @@ func demo(ctx context.Context, listen string, stdout, stderr io.Writer) error {
 
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	insecure := false // plain http on loopback: a Secure cookie would not be sent
+	// Plain http on loopback: Chromium and Firefox accept Secure cookies
+	// there, Safari does not, and the demo must work in every browser.
+	insecure := false
 	publicURL := "http://" + gwLn.Addr().String()
 	cfg := &fileConfig{
 		Config: proxy.Config{

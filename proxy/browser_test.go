@@ -1,0 +1,295 @@
+package proxy_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authgate/authgate/proxy"
+	"github.com/authgate/authgate/session"
+	"github.com/authgate/authgate/upstream"
+	"github.com/authgate/authgate/upstream/upstreamtest"
+)
+
+// The tests in this file drive a real Chromium through ChromeDriver's
+// WebDriver API (plain JSON over HTTP, no client library), so that the
+// cookie rules under test are a browser's, not net/http/cookiejar's:
+// __Host- prefixes, Secure on a loopback origin, SameSite=Lax across a
+// cross-site round trip to the authorization server.
+//
+// They need Debian's chromium and chromium-driver. Without them they are
+// skipped, unless AUTHGATE_BROWSER_TESTS=required (as in CI), which turns
+// a missing browser into a failure.
+
+func TestBrowserLogin(t *testing.T) {
+	wd := startBrowser(t)
+	e := newEnv(t, envOptions{idp: upstreamtest.Config{Interactive: true}})
+	// The gateway at http://localhost, the authorization server at
+	// http://127.0.0.1: two sites, so the callback is a cross-site
+	// navigation, as in production. Loopback is a secure context, so the
+	// default Secure cookies and their __Host- names apply.
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, sc *session.Config, _ *upstream.Config) {
+		pc.PublicURL = strings.Replace(pc.PublicURL, "127.0.0.1", "localhost", 1)
+		secure := true
+		sc.Cookie.Secure = &secure
+	}})
+	public := strings.Replace(g.URL, "127.0.0.1", "localhost", 1)
+
+	// Two tabs start a login before either finishes: both must complete.
+	wd.navigate(t, public+"/first?x=1")
+	first := wd.currentWindow(t)
+	second := wd.newTab(t)
+	wd.navigate(t, public+"/second")
+	for _, win := range []string{first, second} {
+		wd.switchTo(t, win)
+		if u := wd.url(t); !strings.HasPrefix(u, e.idp.URL+"/authorize") {
+			t.Fatalf("before login: browser at %s, want the authorization server's sign-in page", u)
+		}
+	}
+	for _, tc := range []struct{ win, want string }{{second, public + "/second"}, {first, public + "/first?x=1"}} {
+		wd.switchTo(t, tc.win)
+		wd.fill(t, "#username", "alice")
+		wd.fill(t, "#password", "alice-password")
+		wd.click(t, "button[type=submit]")
+		if u := wd.waitURL(t, func(u string) bool { return u == tc.want }); u != tc.want {
+			t.Fatalf("after sign-in: browser at %s, want %s; page: %.300s", u, tc.want, wd.text(t))
+		}
+		if body := wd.text(t); !strings.Contains(body, "backend says hello to user-alice") {
+			t.Fatalf("after sign-in: page %q, want the backend's greeting for alice", body)
+		}
+	}
+	if got := bearer(e.backend.last(t)); got == "" {
+		t.Error("the backend received no bearer token")
+	}
+
+	// The session cookie as the browser stored it (SECURITY.md 12).
+	var sess *wdCookie
+	for _, c := range wd.cookies(t) {
+		if c.Name == "__Host-_authgate" {
+			sess = &c
+		}
+		if strings.Contains(c.Value, "eyJ") {
+			t.Errorf("cookie %s looks like it holds a JWT", c.Name)
+		}
+	}
+	if sess == nil {
+		t.Fatalf("the browser holds no __Host-_authgate cookie; it has %v", wd.cookies(t))
+	}
+	if !sess.Secure || !sess.HTTPOnly || sess.SameSite != "Lax" || sess.Path != "/" || strings.HasPrefix(sess.Domain, ".") {
+		t.Errorf("session cookie: got %+v, want Secure, HttpOnly, SameSite=Lax, Path=/, host-only", *sess)
+	}
+
+	// Sign out with the confirmation page's button; the old session is
+	// gone, and the next visit needs a new login.
+	wd.navigate(t, public+"/oauth2/sign_out")
+	wd.click(t, "button[type=submit]")
+	if u := wd.waitURL(t, func(u string) bool { return !strings.Contains(u, "/oauth2/sign_out") }); strings.Contains(u, "/oauth2/sign_out") {
+		t.Fatalf("sign-out: the browser stayed at %s (page: %.200s)", u, wd.text(t))
+	}
+	for _, c := range wd.cookies(t) {
+		if c.Name == "__Host-_authgate" {
+			t.Errorf("session cookie still held after sign-out")
+		}
+	}
+	wd.navigate(t, public+"/again")
+	if u := wd.url(t); !strings.HasPrefix(u, e.idp.URL) {
+		t.Errorf("after sign-out: browser at %s, want the authorization server", u)
+	}
+}
+
+// webDriver is one ChromeDriver session.
+type webDriver struct {
+	base string // http://127.0.0.1:port/session/id
+}
+
+// startBrowser starts ChromeDriver and a headless Chromium session, both
+// stopped when the test ends.
+func startBrowser(t *testing.T) *webDriver {
+	t.Helper()
+	chromium, err1 := exec.LookPath("chromium")
+	driver, err2 := exec.LookPath("chromedriver")
+	if err1 != nil || err2 != nil {
+		msg := "chromium or chromedriver not found (apt-get install chromium chromium-driver)"
+		if os.Getenv("AUTHGATE_BROWSER_TESTS") == "required" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg + "; CI runs this test")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(driver, "--port="+strconv.Itoa(port), "--allowed-ips=127.0.0.1")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start chromedriver: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	root := "http://127.0.0.1:" + strconv.Itoa(port)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := http.Get(root + "/status")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("chromedriver did not answer: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	caps := map[string]any{"capabilities": map[string]any{"alwaysMatch": map[string]any{
+		"browserName": "chrome",
+		"goog:chromeOptions": map[string]any{
+			"binary": chromium,
+			// The machine's network is closed: without the background
+			// networking flags Chromium stalls on refused connections.
+			"args": []string{"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+				"--disable-background-networking", "--disable-component-update", "--disable-sync",
+				"--disable-dev-shm-usage", "--user-data-dir=" + t.TempDir()},
+		},
+	}}}
+	var sess struct {
+		SessionID string `json:"sessionId"`
+	}
+	wdCall(t, http.MethodPost, root+"/session", caps, &sess)
+	wd := &webDriver{base: root + "/session/" + sess.SessionID}
+	t.Cleanup(func() { wdCall(t, http.MethodDelete, wd.base, nil, nil) })
+	wdCall(t, http.MethodPost, wd.base+"/timeouts", map[string]any{"pageLoad": 15000, "implicit": 5000}, nil)
+	return wd
+}
+
+// wdCall sends one WebDriver command and decodes its "value" into out.
+func wdCall(t *testing.T, method, url string, in, out any) {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, body)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("webdriver %s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("webdriver %s %s: %d %s", method, url, resp.StatusCode, raw)
+	}
+	if out == nil {
+		return
+	}
+	var env struct{ Value json.RawMessage }
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatalf("webdriver %s %s: %v", method, url, err)
+	}
+	if err := json.Unmarshal(env.Value, out); err != nil {
+		t.Fatalf("webdriver %s %s: decode %s: %v", method, url, env.Value, err)
+	}
+}
+
+func (wd *webDriver) navigate(t *testing.T, u string) {
+	t.Helper()
+	wdCall(t, http.MethodPost, wd.base+"/url", map[string]string{"url": u}, nil)
+}
+
+func (wd *webDriver) url(t *testing.T) string {
+	t.Helper()
+	var u string
+	wdCall(t, http.MethodGet, wd.base+"/url", nil, &u)
+	return u
+}
+
+// waitURL waits up to 10s for the browser's URL to satisfy ok (a click
+// returns before the navigation it starts has finished) and returns it.
+func (wd *webDriver) waitURL(t *testing.T, ok func(string) bool) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		u := wd.url(t)
+		if ok(u) || time.Now().After(deadline) {
+			return u
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (wd *webDriver) element(t *testing.T, css string) string {
+	t.Helper()
+	var el map[string]string
+	wdCall(t, http.MethodPost, wd.base+"/element", map[string]string{"using": "css selector", "value": css}, &el)
+	for _, id := range el {
+		return id
+	}
+	t.Fatalf("no element %q", css)
+	return ""
+}
+
+func (wd *webDriver) fill(t *testing.T, css, text string) {
+	t.Helper()
+	wdCall(t, http.MethodPost, wd.base+"/element/"+wd.element(t, css)+"/value", map[string]string{"text": text}, nil)
+}
+
+func (wd *webDriver) click(t *testing.T, css string) {
+	t.Helper()
+	wdCall(t, http.MethodPost, wd.base+"/element/"+wd.element(t, css)+"/click", map[string]any{}, nil)
+}
+
+// text is the page's visible text.
+func (wd *webDriver) text(t *testing.T) string {
+	t.Helper()
+	var s string
+	wdCall(t, http.MethodGet, wd.base+"/element/"+wd.element(t, "body")+"/text", nil, &s)
+	return s
+}
+
+func (wd *webDriver) currentWindow(t *testing.T) string {
+	t.Helper()
+	var h string
+	wdCall(t, http.MethodGet, wd.base+"/window", nil, &h)
+	return h
+}
+
+func (wd *webDriver) newTab(t *testing.T) string {
+	t.Helper()
+	var w struct{ Handle string }
+	wdCall(t, http.MethodPost, wd.base+"/window/new", map[string]string{"type": "tab"}, &w)
+	wd.switchTo(t, w.Handle)
+	return w.Handle
+}
+
+func (wd *webDriver) switchTo(t *testing.T, handle string) {
+	t.Helper()
+	wdCall(t, http.MethodPost, wd.base+"/window", map[string]string{"handle": handle}, nil)
+}
+
+// wdCookie is a cookie as the browser stores it (WebDriver §14).
+type wdCookie struct {
+	Name     string `json:"name"`
+	Value    string `json:"value"`
+	Path     string `json:"path"`
+	Domain   string `json:"domain"`
+	Secure   bool   `json:"secure"`
+	HTTPOnly bool   `json:"httpOnly"`
+	SameSite string `json:"sameSite"`
+}
+
+func (c wdCookie) String() string { return fmt.Sprintf("%s(domain=%s)", c.Name, c.Domain) }
+
+func (wd *webDriver) cookies(t *testing.T) []wdCookie {
+	t.Helper()
+	var cs []wdCookie
+	wdCall(t, http.MethodGet, wd.base+"/cookie", nil, &cs)
+	return cs
+}
