@@ -135,8 +135,7 @@ type gateway struct {
 }
 
 type gatewayOptions struct {
-	mutate   func(*proxy.Config, *session.Config, *upstream.Config)
-	insecure bool // default: cookie.secure=false, since httptest is plain http
+	mutate func(*proxy.Config, *session.Config, *upstream.Config)
 }
 
 // gateway starts a gateway over e's store and authorization server.
