@@ -19,6 +19,16 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// quiet discards go-redis's own log lines ("failed to dial" on every
+// attempt): outages are what these tests cause on purpose, and the lines
+// buried real failures in the output. Errors still reach the code under
+// test as return values.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+var quietOnce sync.Once
+
 // startTimeout bounds how long Start and Restart wait for PING to answer.
 const startTimeout = 5 * time.Second
 
@@ -43,6 +53,7 @@ type Server struct {
 // missing redis-server fails the test: the suite needs a real Redis.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not found: apt-get install redis-server")
 	}
