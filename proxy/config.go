@@ -278,23 +278,27 @@ func prefixErrors(prefix string, err error) error {
 }
 
 // cleanPath normalises an URL path for matching: dot-segments resolved,
-// repeated slashes collapsed, no trailing slash (except for "/"). It reads
-// the path as the most lenient backend would (SECURITY.md 26): "\" is a
-// "/" (IIS), and ";params" end a segment (Tomcat, Jetty and Spring read
-// "/public/..;/admin" as "/admin").
+// repeated slashes collapsed, no trailing slash (except for "/").
 func cleanPath(p string) string {
 	if p == "" {
 		return "/"
 	}
-	if strings.ContainsAny(p, ";\\") {
-		p = strings.ReplaceAll(p, "\\", "/")
-		segs := strings.Split(p, "/")
-		for i, seg := range segs {
-			if j := strings.IndexByte(seg, ';'); j >= 0 {
-				segs[i] = seg[:j]
-			}
-		}
-		p = strings.Join(segs, "/")
-	}
 	return path.Clean(p)
+}
+
+// lenientPath is cleanPath as the most lenient backends read a path: "\"
+// is a "/" (IIS), and ";params" end a segment (Tomcat, Jetty and Spring
+// read "/public/..;/admin" as "/admin"). ok is false when it reads p as
+// cleanPath does, the common case, which costs no allocation.
+func lenientPath(p string) (lenient string, ok bool) {
+	if !strings.ContainsAny(p, ";\\") {
+		return "", false
+	}
+	segs := strings.Split(strings.ReplaceAll(p, "\\", "/"), "/")
+	for i, seg := range segs {
+		if j := strings.IndexByte(seg, ';'); j >= 0 {
+			segs[i] = seg[:j]
+		}
+	}
+	return cleanPath(strings.Join(segs, "/")), true
 }

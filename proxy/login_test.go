@@ -369,6 +369,11 @@ func TestPublicPathsNeedNoLogin(t *testing.T) {
 		{"/public;x/../admin", 302},
 		{"/public/..%5Cadmin", 302},
 		{"/public/logo.png;jsessionid=ABC", 200},
+		// The mirror: what strict backends (nginx, Express, Go) read as
+		// under /admin/ must not be public because Tomcat would not.
+		{"/admin/..;/public/x", 302},
+		{"/admin/..%3B/public/x", 302},
+		{"/admin/x%5C../../public/x", 302},
 	} {
 		resp, _ := newBrowser(t).noFollow().get(t, g.URL+tc.path)
 		if resp.StatusCode != tc.want {
@@ -377,6 +382,33 @@ func TestPublicPathsNeedNoLogin(t *testing.T) {
 	}
 	if r := e.backend.last(t); r.Header.Get("Authorization") != "" || r.Header.Get("X-Forwarded-User") != "" {
 		t.Errorf("public path got identity headers: %v", r.Header)
+	}
+}
+
+func TestAmbiguousPathBetweenRoutesRefused(t *testing.T) {
+	// "/app/..;/admin/x" is /app/... to one backend and /admin/x to
+	// another: the gateway cannot pick a route, so it picks none.
+	e := newEnv(t, envOptions{})
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+		admin := pc.Routes[0]
+		admin.Match.PathPrefix = "/admin/"
+		admin.Allow.Groups = []string{"admins"}
+		pc.Routes = append([]proxy.Route{admin}, pc.Routes...)
+	}})
+	b := newBrowser(t)
+	b.login(t, g, "/")
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/app/..;/admin/x", http.StatusBadRequest},
+		{"/admin/..;/app/x", http.StatusBadRequest},
+		{"/app/x;jsessionid=1", http.StatusOK},
+		{"/admin/x;jsessionid=1", http.StatusOK},
+	} {
+		if resp, _ := b.get(t, g.URL+tc.path); resp.StatusCode != tc.want {
+			t.Errorf("GET %s: got %d, want %d", tc.path, resp.StatusCode, tc.want)
+		}
 	}
 }
 

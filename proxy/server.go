@@ -186,17 +186,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.readyz(w, r)
 		return
 	}
+	// A path that backends read in two ways (SECURITY.md 26) must mean the
+	// same under both: one route, and public only if public either way.
+	// "/public/..;/admin" is /admin to Tomcat; "/admin/..;/public/x" is
+	// under /admin/ to nginx.
 	clean := cleanPath(p)
 	rt := s.match(r.Host, clean)
 	if rt == nil {
 		s.fail(w, r, errNoRoute)
 		return
 	}
+	public := rt.isPublic(clean)
+	if lenient, ok := lenientPath(p); ok {
+		if s.match(r.Host, lenient) != rt {
+			s.fail(w, r, errAmbiguousPath)
+			return
+		}
+		public = public && rt.isPublic(lenient)
+	}
 	stripIdentityHeaders(r.Header, s.trusted.fromTrustedProxy(r))
 	if up := r.Header.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
 		r.Header.Del("Upgrade") // h2c and other upgrades are not proxied (SECURITY.md 28)
 	}
-	if rt.isPublic(clean) {
+	if public {
 		rt.proxy.ServeHTTP(w, r)
 		return
 	}
