@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
@@ -100,15 +99,6 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request, rt *route) er
 		w.Header().Set("WWW-Authenticate", `Bearer realm="authgate"`)
 		s.page(w, r, &pageError{status: http.StatusUnauthorized, title: "Sign-in required",
 			message: "This request needs a signed-in session.", retry: s.cfg.Prefix + "/start"})
-		return nil
-	}
-	if s.cookies.domain == "" && !strings.EqualFold(r.Host, s.public.Host) {
-		// Host-only cookies set on the callback's host would never come
-		// back to this one (http://localhost:4180 for a public URL of
-		// http://127.0.0.1:4180): move the browser to the public host
-		// first, where the login can complete.
-		noStore(w.Header())
-		http.Redirect(w, r, s.cfg.PublicURL+r.URL.RequestURI(), http.StatusFound)
 		return nil
 	}
 	return s.startLogin(w, r, rt, s.requestTarget(r))

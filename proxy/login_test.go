@@ -434,20 +434,3 @@ func TestConcurrentLoginsDoNotMix(t *testing.T) {
 	}
 	wg.Wait()
 }
-
-func TestLoginFromAnotherHostNameMovesToPublicHost(t *testing.T) {
-	// Regression: opening the demo at http://localhost:4180 (public URL
-	// http://127.0.0.1:4180) set the binding cookie on localhost, the
-	// callback came to 127.0.0.1 without it: "Sign-in expired".
-	e := newEnv(t, envOptions{})
-	g := e.gateway(gatewayOptions{})
-	other := strings.Replace(g.URL, "127.0.0.1", "localhost", 1)
-	b := newBrowser(t)
-	resp, _ := b.noFollow().get(t, other+"/x?y=1")
-	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != g.URL+"/x?y=1" {
-		t.Fatalf("GET via localhost: got %d to %q, want 302 to %s/x?y=1", resp.StatusCode, resp.Header.Get("Location"), g.URL)
-	}
-	if resp, body := b.get(t, other+"/x?y=1"); resp.StatusCode != http.StatusOK || resp.Request.URL.String() != g.URL+"/x?y=1" {
-		t.Fatalf("login via localhost: got %d at %s, want 200 at %s/x?y=1; body %s", resp.StatusCode, resp.Request.URL, g.URL, body)
-	}
-}

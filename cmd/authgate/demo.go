@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/authgate/authgate/proxy"
@@ -80,6 +81,7 @@ func demo(ctx context.Context, listen string, stdout, stderr io.Writer) error {
 	}
 	defer g.closer()
 	hs := g.server.HTTPServer()
+	hs.Handler = canonicalHost(gwLn.Addr().String(), publicURL, hs.Handler)
 	fmt.Fprintf(stdout, `
 authgate demo is running.
 
@@ -106,4 +108,24 @@ Press Ctrl-C to stop.
 		log.Warn("shutdown", "error", err.Error())
 	}
 	return nil
+}
+
+// canonicalHost sends a browser that reached the demo under another name
+// (http://localhost:4180 for http://127.0.0.1:4180) to the printed URL:
+// the session cookie, set on the callback's host, would never reach the
+// other name, and the login would fail as "expired". Only the demo does
+// this: it knows no proxy stands in front rewriting Host.
+func canonicalHost(host, publicURL string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.EscapedPath()
+		if strings.EqualFold(r.Host, host) || (r.Method != http.MethodGet && r.Method != http.MethodHead) || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		target := publicURL + p
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, target, http.StatusFound)
+	})
 }

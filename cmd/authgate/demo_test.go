@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -53,6 +54,30 @@ func TestDemoAsANewcomer(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp, string(b)
 	}
+	// Opened under another name for the same loopback address, the demo
+	// moves the browser to the printed URL first (else the login could
+	// not complete: the cookie would stay on the other name).
+	other := strings.Replace(open, "127.0.0.1", "localhost", 1)
+	noFollow := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if resp, err := noFollow.Get(other + "x?y=1"); err != nil || resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != open+"x?y=1" {
+		t.Errorf("GET %sx?y=1: got %v %v, want 302 to %sx?y=1", other, resp, err, open)
+	}
+	// An absolute-form request target must not become an off-origin
+	// Location: "GET http:@evil.example/x" once gave
+	// "http://127.0.0.1:port@evil.example/x".
+	addr := strings.TrimSuffix(strings.TrimPrefix(open, "http://"), "/")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "GET http:@evil.example/x HTTP/1.1\r\nHost: localhost\r\nAccept: text/html\r\n\r\n")
+	if r, err := http.ReadResponse(bufio.NewReader(conn), nil); err == nil {
+		if loc := r.Header.Get("Location"); strings.Contains(loc, "evil.example") {
+			t.Errorf("absolute-form target: Location %q leaves the origin", loc)
+		}
+	}
+	conn.Close()
+
 	resp, body := get(open)
 	if resp.StatusCode != 200 || !strings.Contains(body, `name="password"`) {
 		t.Fatalf("opening %s: got %d, want the sign-in form; %.300s", open, resp.StatusCode, body)
@@ -64,7 +89,7 @@ func TestDemoAsANewcomer(t *testing.T) {
 	form.Set("username", user)
 	form.Set("password", pass)
 	action := resp.Request.URL.ResolveReference(&url.URL{Path: "/authorize"}).String()
-	resp, err := c.PostForm(action, form)
+	resp, err = c.PostForm(action, form)
 	if err != nil {
 		t.Fatal(err)
 	}
