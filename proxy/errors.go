@@ -53,6 +53,7 @@ var (
 // errors become HTTP statuses.
 func classify(err error) *pageError {
 	var pe *pageError
+	var te *upstream.TokenError
 	switch {
 	case errors.As(err, &pe):
 		return pe
@@ -60,7 +61,9 @@ func classify(err error) *pageError {
 		return errStoreDown.withCause(err)
 	case errors.Is(err, upstream.ErrUnavailable) && errors.Is(err, context.DeadlineExceeded):
 		return errUpTimeout.withCause(err)
-	case errors.Is(err, upstream.ErrUnavailable):
+	case errors.Is(err, upstream.ErrUnavailable), errors.As(err, &te):
+		// A token endpoint answer that is no refusal (429 slow down, say)
+		// is the server's trouble, not the gateway's.
 		return errUpstream.withCause(err)
 	default:
 		return errInternal.withCause(err)

@@ -2,11 +2,13 @@ package upstream
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,12 +48,17 @@ func IsInvalidGrant(err error) bool {
 // IsRefused reports whether err is a final no to a token request: the
 // token endpoint refused it with a 4xx answer (invalid_grant,
 // invalid_client, ...), or the tokens it returned failed verification.
-// Sending the same request again cannot succeed; a 5xx answer, a timeout
-// or an unreachable server is not a refusal.
+// Sending the same request again cannot succeed. Anything that may pass
+// by itself is not a refusal: a 5xx answer, 408 or 429, a timeout, an
+// unreachable server, a JWKS that could not be fetched.
 func IsRefused(err error) bool {
+	if errors.Is(err, ErrUnavailable) {
+		return false
+	}
 	var te *TokenError
-	if errors.As(err, &te) && te.StatusCode >= 400 && te.StatusCode < 500 {
-		return true
+	if errors.As(err, &te) {
+		return te.StatusCode >= 400 && te.StatusCode < 500 &&
+			te.StatusCode != http.StatusRequestTimeout && te.StatusCode != http.StatusTooManyRequests
 	}
 	return errors.Is(err, ErrInvalidIDToken)
 }
@@ -139,15 +146,25 @@ func (c *Client) scrub(s string, form url.Values) string {
 	if s == "" {
 		return s
 	}
-	secrets := make([]string, 0, len(sensitiveParams)+1)
-	for _, k := range sensitiveParams {
-		if v := form.Get(k); v != "" {
-			secrets = append(secrets, v)
+	var secrets []string
+	add := func(v string) {
+		if v != "" {
+			// As sent and as an echo might re-encode it.
+			secrets = append(secrets, v, url.QueryEscape(v), url.PathEscape(v))
 		}
 	}
-	if !c.cfg.ClientSecret.IsZero() {
-		secrets = append(secrets, c.cfg.ClientSecret.Reveal(), url.QueryEscape(c.cfg.ClientSecret.Reveal()))
+	for _, k := range sensitiveParams {
+		add(form.Get(k))
 	}
+	if !c.cfg.ClientSecret.IsZero() {
+		add(c.cfg.ClientSecret.Reveal())
+		if c.cfg.ClientAuth == ClientSecretBasic {
+			// The Authorization header's credential, echoed as is.
+			add(base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(c.cfg.ClientID) + ":" + url.QueryEscape(c.cfg.ClientSecret.Reveal()))))
+		}
+	}
+	// Longest first, so that no shorter secret splits a longer one's echo.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
 	for _, v := range secrets {
 		s = strings.ReplaceAll(s, v, "[redacted]")
 	}

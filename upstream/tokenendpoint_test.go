@@ -3,6 +3,7 @@ package upstream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -203,6 +204,53 @@ func TestTokenEndpointRedirectNotFollowed(t *testing.T) {
 				}
 				assertNoSecrets(t, err)
 			})
+		}
+	}
+}
+
+func TestTokenEndpointEncodedEchoesScrubbed(t *testing.T) {
+	// The echo may come re-encoded: the raw form body, or the Basic
+	// credential as sent.
+	const oddRefresh = "rt+abc/def=="
+	var body, authz string
+	c, _, _ := tokenClient(t, upstream.ClientSecretBasic, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		body, authz = string(b), r.Header.Get("Authorization")
+		reply(400, `{"error":"invalid_request","error_description":"got `+body+` with `+authz+`"}`)(w, r)
+	})
+	_, err := c.Refresh(ctx(t), upstream.Token{RefreshToken: oddRefresh})
+	if err == nil {
+		t.Fatal("Refresh: got nil error, want one")
+	}
+	cred := strings.TrimPrefix(authz, "Basic ")
+	for _, leak := range []string{url.QueryEscape(oddRefresh), oddRefresh, cred} {
+		if cred == "" || strings.Contains(err.Error(), leak) {
+			t.Errorf("error %q contains %q", err, leak)
+		}
+	}
+	if !upstream.IsRefused(err) {
+		t.Errorf("IsRefused(400 invalid_request): got false, want true")
+	}
+}
+
+func TestIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"invalid_grant", &upstream.TokenError{StatusCode: 400, Code: "invalid_grant"}, true},
+		{"invalid_client", &upstream.TokenError{StatusCode: 401, Code: "invalid_client"}, true},
+		{"400 without a body", &upstream.TokenError{StatusCode: 400}, true},
+		{"408", &upstream.TokenError{StatusCode: 408}, false},
+		{"429 slow down", &upstream.TokenError{StatusCode: 429, Code: "slow_down"}, false},
+		{"500", fmt.Errorf("%w: %w", upstream.ErrUnavailable, &upstream.TokenError{StatusCode: 500}), false},
+		{"bad ID token", fmt.Errorf("%w: wrong sub", upstream.ErrInvalidIDToken), true},
+		{"JWKS unreachable while verifying", fmt.Errorf("%w: %w", upstream.ErrInvalidIDToken, upstream.ErrUnavailable), false},
+		{"timeout", fmt.Errorf("%w: %w", upstream.ErrUnavailable, context.DeadlineExceeded), false},
+	} {
+		if got := upstream.IsRefused(tc.err); got != tc.want {
+			t.Errorf("IsRefused(%s): got %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
