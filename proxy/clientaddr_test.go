@@ -8,7 +8,7 @@ import (
 )
 
 func TestClientAddr(t *testing.T) {
-	tp, err := parseTrustedProxies([]string{"10.0.0.0/8", "192.0.2.7", "fd00::/8"})
+	tp, err := parseTrustedProxies([]string{"10.0.0.0/8", "192.0.2.7", "fd00::/8", "::ffff:172.16.0.0/108"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +30,7 @@ func TestClientAddr(t *testing.T) {
 		{"IPv6 hop in brackets", "10.1.1.1:5000", []string{"[2001:db8::1]"}, "2001:db8::1"},
 		{"IPv4-mapped peer", "[::ffff:10.1.1.1]:5000", []string{"198.51.100.1"}, "198.51.100.1"},
 		{"only trusted hops", "10.1.1.1:5000", []string{"10.3.3.3"}, "10.3.3.3"},
+		{"IPv4-mapped trusted prefix", "172.16.5.5:5000", []string{"198.51.100.1"}, "198.51.100.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &http.Request{RemoteAddr: tc.peer, Header: http.Header{}}

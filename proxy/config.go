@@ -63,7 +63,8 @@ type Limits struct {
 	MaxCookies int `yaml:"max_cookies"`
 	// BackendResponseTimeout bounds the wait for a backend's response
 	// headers (not the body: downloads and streams may take longer); past
-	// it the client gets a 504 page. Default 60s.
+	// it the client gets a 504 page. Default 60s; -1s turns it off (long
+	// polling that answers later than any bound).
 	BackendResponseTimeout time.Duration `yaml:"backend_response_timeout"`
 	// LoginsPerMinute caps, per client address and replica, the logins
 	// started (each is a pending state in the store) and, separately, the
@@ -194,8 +195,8 @@ func (c *Config) Validate() error {
 	if _, err := parseTrustedProxies(c.TrustedProxies); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Limits.BackendResponseTimeout < 0 {
-		bad("limits.backend_response_timeout", "must be positive")
+	if t := c.Limits.BackendResponseTimeout; t < 0 && t != -time.Second {
+		bad("limits.backend_response_timeout", "must be positive, or -1s for no limit")
 	}
 	if c.Limits.LoginsPerMinute < -1 {
 		bad("limits.logins_per_minute", "must be positive, or -1 for no limit")
@@ -244,7 +245,7 @@ func (r *Route) validate() error {
 	}
 	if strings.ContainsAny(r.Match.Host, "/ @") {
 		bad("match.host", "must be a host name")
-	} else if strings.Contains(r.Match.Host, ":") && !strings.HasPrefix(r.Match.Host, "[") {
+	} else if h := r.Match.Host; strings.Contains(h, ":") && !strings.HasPrefix(h, "[") || strings.Contains(h, "]:") {
 		bad("match.host", "must be a host name without a port (the port is ignored when matching)")
 	}
 	for i, p := range r.PublicPaths {

@@ -70,12 +70,17 @@ func classify(err error) *pageError {
 	}
 }
 
+// statusClientGone is what the access log records for a client that left
+// before its answer (nginx's 499).
+const statusClientGone = 499
+
 // fail logs err (server-side causes only) and writes its page.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away (during a refresh wait, say): nobody reads
 		// a page, and it is not the gateway's failure.
 		s.log.Debug("client gone", "path", r.URL.Path)
+		w.WriteHeader(statusClientGone) // for the access log; nobody reads it
 		return
 	}
 	pe := classify(err)

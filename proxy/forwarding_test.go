@@ -113,6 +113,9 @@ func TestLoginRateLimit(t *testing.T) {
 			t.Errorf("Retry-After: got %q, want a positive number of seconds", ra)
 		}
 	}
+	if logs := e.logs.String(); strings.Count(logs, "login rate limit reached") != 1 || !strings.Contains(logs, "client="+client) {
+		t.Errorf("want one warning naming %s (not one per refusal); logs:\n%s", client, logs)
+	}
 	if got := stateRecords() - before; got != 3 {
 		t.Errorf("pending logins stored: got %d, want 3 (refused ones store nothing)", got)
 	}

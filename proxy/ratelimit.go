@@ -24,6 +24,7 @@ type limiter struct {
 	now       func() time.Time
 	mu        sync.Mutex
 	buckets   map[netip.Addr]*bucket
+	warned    time.Time // last refusal logged; guarded by mu
 }
 
 type bucket struct {
@@ -88,12 +89,32 @@ func (l *limiter) sweep(now time.Time, rate float64) {
 var errTooManyLogins = &pageError{status: http.StatusTooManyRequests, title: "Too many sign-in attempts",
 	message: "This address started too many sign-ins in a short time. Wait a minute, then try again."}
 
+// shouldWarn reports whether a refusal may be logged now: at most once a
+// minute, so a flood does not flood the log too.
+func (l *limiter) shouldWarn() bool {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.warned) < time.Minute {
+		return false
+	}
+	l.warned = now
+	return true
+}
+
 // allowLogin applies lim to r's client address. Over the limit, it sets
 // Retry-After and returns the 429 page to fail with.
 func (s *Server) allowLogin(w http.ResponseWriter, r *http.Request, lim *limiter) error {
-	ok, wait := lim.allow(s.trusted.clientAddr(r))
+	addr := s.trusted.clientAddr(r)
+	ok, wait := lim.allow(addr)
 	if ok {
 		return nil
+	}
+	if lim.shouldWarn() {
+		// Behind a load balancer that is not in trusted_proxies, every
+		// user shares its address and so one budget.
+		s.log.Warn("login rate limit reached; if this address is a proxy or load balancer, list it in trusted_proxies",
+			"client", addr.String(), "limit_per_minute", s.cfg.Limits.LoginsPerMinute)
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 	return errTooManyLogins

@@ -122,7 +122,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	transport := deps.Transport
 	if transport == nil {
 		t := NewTransport()
-		t.ResponseHeaderTimeout = cfg.Limits.BackendResponseTimeout
+		if d := cfg.Limits.BackendResponseTimeout; d > 0 {
+			t.ResponseHeaderTimeout = d
+		}
 		transport = t
 	}
 	for i, rc := range cfg.Routes {

@@ -141,7 +141,7 @@ func (c *Client) fetchMetadata(ctx context.Context) (*Metadata, error) {
 		// OpenID Connect Discovery §4.3, RFC 8414 §3.3: an impersonation
 		// defence.
 		if m.Issuer != c.cfg.Issuer {
-			return nil, fmt.Errorf("discovery: issuer %q in metadata does not match configured issuer %q", m.Issuer, c.cfg.Issuer)
+			return nil, fmt.Errorf("discovery: issuer %q in metadata does not match configured issuer %q (they must be equal, a trailing slash included)", m.Issuer, c.cfg.Issuer)
 		}
 		return &m, nil
 	}

@@ -88,6 +88,7 @@ func TestBrokenConfigs(t *testing.T) {
 		{"backend without host", replace(`"http://127.0.0.1:8080"`, `"http://:8080"`), []string{"routes[0].backend: not an absolute URL"}},
 		{"backend scheme", replace(`"http://127.0.0.1:8080"`, `"ftp://files.example.com/"`), []string{"routes[0].backend:", `scheme "ftp" not supported`}},
 		{"public_url with a path", replace(`"https://app.example.com"`, `"https://app.example.com/app"`), []string{"public_url: must not have a path"}},
+		{"match.host with IPv6 port", replace("  - backend:", "  - match: {host: \"[::1]:4180\"}\n    backend:"), []string{"routes[0].match.host:", "without a port"}},
 		{"match.host with port", replace("  - backend:", "  - match: {host: \"app.example.com:443\"}\n    backend:"), []string{"routes[0].match.host:", "without a port"}},
 		{"grant not yet supported", replace("grant: authorization_code", "grant: client_credentials"), []string{"routes[0].grant:", "not supported yet"}},
 		{"grant unknown", replace("grant: authorization_code", "grant: magic"), []string{"routes[0].grant: unknown grant"}},
