@@ -286,20 +286,3 @@ func cleanPath(p string) string {
 	}
 	return path.Clean(p)
 }
-
-// lenientPath is cleanPath as the most lenient backends read a path: "\"
-// is a "/" (IIS), and ";params" end a segment (Tomcat, Jetty and Spring
-// read "/public/..;/admin" as "/admin"). ok is false when it reads p as
-// cleanPath does, the common case, which costs no allocation.
-func lenientPath(p string) (lenient string, ok bool) {
-	if !strings.ContainsAny(p, ";\\") {
-		return "", false
-	}
-	segs := strings.Split(strings.ReplaceAll(p, "\\", "/"), "/")
-	for i, seg := range segs {
-		if j := strings.IndexByte(seg, ';'); j >= 0 {
-			segs[i] = seg[:j]
-		}
-	}
-	return cleanPath(strings.Join(segs, "/")), true
-}

@@ -38,15 +38,14 @@ func (e *pageError) withCause(cause error) *pageError {
 }
 
 var (
-	errNoRoute       = &pageError{status: http.StatusNotFound, title: "Not found", message: "No application is configured for this address."}
-	errForbidden     = &pageError{status: http.StatusForbidden, title: "Access denied", message: "You are signed in, but your account is not allowed to use this application. Ask its owner for access, or sign out and use another account."}
-	errCrossSite     = &pageError{status: http.StatusForbidden, title: "Cross-site request refused", message: "This request came from another site and was refused to protect your session. Go back to the application and try again."}
-	errStoreDown     = &pageError{status: http.StatusServiceUnavailable, title: "Temporarily unavailable", message: "The session store cannot be reached. Your session is kept; try again in a moment."}
-	errUpstream      = &pageError{status: http.StatusBadGateway, title: "Sign-in service unavailable", message: "The authorization server is not answering. Try again in a moment."}
-	errUpTimeout     = &pageError{status: http.StatusGatewayTimeout, title: "Sign-in service timeout", message: "The authorization server took too long to answer. Try again in a moment."}
-	errInternal      = &pageError{status: http.StatusInternalServerError, title: "Internal error", message: "Something went wrong in the gateway. Try again; if it persists, tell the administrator."}
-	errAmbiguousPath = &pageError{status: http.StatusBadRequest, title: "Bad request", message: "This address reads differently to different servers (\";\" or \"\\\" with \"..\"), so the gateway cannot tell which application it is for."}
-	errBadRequest    = &pageError{status: http.StatusBadRequest, title: "Bad request", message: "The request could not be understood."}
+	errNoRoute    = &pageError{status: http.StatusNotFound, title: "Not found", message: "No application is configured for this address."}
+	errForbidden  = &pageError{status: http.StatusForbidden, title: "Access denied", message: "You are signed in, but your account is not allowed to use this application. Ask its owner for access, or sign out and use another account."}
+	errCrossSite  = &pageError{status: http.StatusForbidden, title: "Cross-site request refused", message: "This request came from another site and was refused to protect your session. Go back to the application and try again."}
+	errStoreDown  = &pageError{status: http.StatusServiceUnavailable, title: "Temporarily unavailable", message: "The session store cannot be reached. Your session is kept; try again in a moment."}
+	errUpstream   = &pageError{status: http.StatusBadGateway, title: "Sign-in service unavailable", message: "The authorization server is not answering. Try again in a moment."}
+	errUpTimeout  = &pageError{status: http.StatusGatewayTimeout, title: "Sign-in service timeout", message: "The authorization server took too long to answer. Try again in a moment."}
+	errInternal   = &pageError{status: http.StatusInternalServerError, title: "Internal error", message: "Something went wrong in the gateway. Try again; if it persists, tell the administrator."}
+	errBadRequest = &pageError{status: http.StatusBadRequest, title: "Bad request", message: "The request could not be understood."}
 )
 
 // classify maps any error to the page the user gets: the one place where

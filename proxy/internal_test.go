@@ -205,3 +205,39 @@ func TestTruncateKeepsUTF8(t *testing.T) {
 		}
 	}
 }
+
+func TestCanonical(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want bool
+	}{
+		{"/", true},
+		{"/a/b", true},
+		{"/a/b/", true},
+		{"/caf%C3%A9/x", true},
+		{"/a%20b", true},
+		{"/file.txt", true},
+		{"//a", false},
+		{"/a//b", false},
+		{"/a/./b", false},
+		{"/a/../b", false},
+		{"/a/..", false},
+		{"/a/.", false},
+		{"/a%2Fb", false},
+		{"/a%2fb", false},
+		{"/a;b", false},
+		{"/a%5Cb", false},
+		{"/a./b", false},
+		{"/a%20/b", false},
+		{"/a%252e", false},
+		{"/a/%2e%2e/b", false},
+	} {
+		u, err := url.ParseRequestURI(tc.raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := canonical(u); got != tc.want {
+			t.Errorf("canonical(%q): got %v, want %v", tc.raw, got, tc.want)
+		}
+	}
+}

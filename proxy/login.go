@@ -110,7 +110,7 @@ func (s *Server) loginRoute(target string) *route {
 		}
 		p = u.Path
 	}
-	if rt := s.match(host, cleanPath(p)); rt != nil && rt.cfg.Grant == GrantAuthorizationCode {
+	if rt := s.match(host, cleanPath(p), false); rt != nil && rt.cfg.Grant == GrantAuthorizationCode {
 		return rt
 	}
 	for _, rt := range s.routes {

@@ -374,6 +374,23 @@ func TestPublicPathsNeedNoLogin(t *testing.T) {
 		{"/admin/..;/public/x", 302},
 		{"/admin/..%3B/public/x", 302},
 		{"/admin/x%5C../../public/x", 302},
+		// Backends that do not resolve dot-segments (Express, Node) or keep
+		// "%2F" inside a segment (Go's mux) run these under /admin/; a
+		// chain that decodes twice reads the %25 ones as dot-segments.
+		{"/admin/../public/x", 302},
+		{"/admin//../public/x", 302},
+		{"/admin/./../public/x", 302},
+		{"/admin/..%2Fpublic/x", 302},
+		{"/admin/..%2F..%2Fpublic/x", 302},
+		{"/admin%2F..%2Fpublic/x", 302},
+		{"/admin/%2e%2e%2fpublic/x", 302},
+		{"/public/%252e%252e/admin", 302},
+		{"/public/..%252fadmin", 302},
+		{"/public./x", 302},            // IIS drops the dot: /public/x, but others do not
+		{"/PUBLIC/x", 302},             // case-sensitive backends: not /public/
+		{"/admin%00/../public/x", 400}, // NUL ends the path for some backends
+		{"/public/..%00/admin", 400},
+		{"/public//logo.png", 200}, // every reading agrees: public
 	} {
 		resp, _ := newBrowser(t).noFollow().get(t, g.URL+tc.path)
 		if resp.StatusCode != tc.want {
@@ -403,6 +420,11 @@ func TestAmbiguousPathBetweenRoutesRefused(t *testing.T) {
 	}{
 		{"/app/..;/admin/x", http.StatusBadRequest},
 		{"/admin/..;/app/x", http.StatusBadRequest},
+		{"/ADMIN/x", http.StatusBadRequest},        // /admin/x to IIS and Express
+		{"/admin/../app/x", http.StatusBadRequest}, // /admin/... to Express
+		{"/admin%2F..%2Fapp/x", http.StatusBadRequest},
+		{"/app/x", http.StatusOK},
+		{"/admin/x", http.StatusOK},
 		{"/app/x;jsessionid=1", http.StatusOK},
 		{"/admin/x;jsessionid=1", http.StatusOK},
 	} {

@@ -188,23 +188,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.readyz(w, r)
 		return
 	}
-	// A path that backends read in two ways (SECURITY.md 26) must mean the
-	// same under both: one route, and public only if public either way.
-	// "/public/..;/admin" is /admin to Tomcat; "/admin/..;/public/x" is
-	// under /admin/ to nginx.
-	clean := cleanPath(p)
-	rt := s.match(r.Host, clean)
-	if rt == nil {
-		s.fail(w, r, errNoRoute)
+	rt, public, err := s.resolve(r)
+	if err != nil {
+		s.fail(w, r, err)
 		return
-	}
-	public := rt.isPublic(clean)
-	if lenient, ok := lenientPath(p); ok {
-		if s.match(r.Host, lenient) != rt {
-			s.fail(w, r, errAmbiguousPath)
-			return
-		}
-		public = public && rt.isPublic(lenient)
 	}
 	stripIdentityHeaders(r.Header, s.trusted.fromTrustedProxy(r))
 	if up := r.Header.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
@@ -235,30 +222,51 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
 }
 
-// match returns the first route for host and the cleaned path.
-func (s *Server) match(host, clean string) *route {
-	if h, _, ok := strings.Cut(host, ":"); ok && !strings.HasPrefix(host, "[") {
-		host = h
-	}
+// match returns the first route for host and path, the path prefixes
+// compared case-insensitively when fold is set.
+func (s *Server) match(host, path string, fold bool) *route {
+	host = hostname(host)
 	for _, rt := range s.routes {
 		if rt.cfg.Match.Host != "" && !strings.EqualFold(rt.cfg.Match.Host, host) {
 			continue
 		}
-		if pathHasPrefix(clean, rt.cfg.Match.PathPrefix) {
+		if pathHasPrefixFold(path, rt.cfg.Match.PathPrefix, fold) {
 			return rt
 		}
 	}
 	return nil
 }
 
+// hostname is a Host header without its port: "[::1]:8080" is "[::1]".
+func hostname(host string) string {
+	if strings.HasPrefix(host, "[") {
+		if i := strings.IndexByte(host, ']'); i > 0 {
+			return host[:i+1]
+		}
+		return host
+	}
+	if h, _, ok := strings.Cut(host, ":"); ok {
+		return h
+	}
+	return host
+}
+
 // pathHasPrefix matches "/app/" against "/app/x" and "/app", and "/app"
 // against "/app" and "/app/x" but not "/apple".
-func pathHasPrefix(clean, prefix string) bool {
+func pathHasPrefix(path, prefix string) bool { return pathHasPrefixFold(path, prefix, false) }
+
+func pathHasPrefixFold(path, prefix string, fold bool) bool {
 	if prefix == "/" {
 		return true
 	}
 	p := strings.TrimSuffix(prefix, "/")
-	return clean == p || strings.HasPrefix(clean, p+"/")
+	if len(path) < len(p) || len(path) > len(p) && path[len(p)] != '/' {
+		return false
+	}
+	if fold {
+		return strings.EqualFold(path[:len(p)], p)
+	}
+	return path[:len(p)] == p
 }
 
 func (rt *route) isPublic(clean string) bool {
