@@ -182,11 +182,11 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	login, err := rt.up.Exchange(ctx, code, upstream.AuthRequest{RedirectURI: s.redirectURI, State: state, Nonce: ls.Nonce, Verifier: ls.Verifier})
 	switch {
 	case err == nil:
+	case errors.Is(err, upstream.ErrUnavailable): // a JWKS down is no bad token
+		s.fail(w, r, err)
+		return
 	case errors.Is(err, upstream.ErrInvalidIDToken):
 		s.fail(w, r, errTokenRejected.withCause(err))
-		return
-	case errors.Is(err, upstream.ErrUnavailable):
-		s.fail(w, r, err)
 		return
 	default:
 		s.fail(w, r, errLoginFailed.withCause(err))

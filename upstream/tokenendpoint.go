@@ -42,7 +42,7 @@ func (e *TokenError) Error() string {
 // again.
 func IsInvalidGrant(err error) bool {
 	var te *TokenError
-	return errors.As(err, &te) && te.Code == "invalid_grant"
+	return errors.As(err, &te) && te.Code == "invalid_grant" && te.StatusCode >= 400 && te.StatusCode < 500
 }
 
 // IsRefused reports whether err is a final no to a token request: the
@@ -50,15 +50,23 @@ func IsInvalidGrant(err error) bool {
 // invalid_client, ...), or the tokens it returned failed verification.
 // Sending the same request again cannot succeed. Anything that may pass
 // by itself is not a refusal: a 5xx answer, 408 or 429, a timeout, an
-// unreachable server, a JWKS that could not be fetched.
+// unreachable server, a JWKS that could not be fetched, or a 4xx that is
+// no OAuth answer (a 404 from a load balancer during a deploy) unless it
+// is a bare 400 or 401.
 func IsRefused(err error) bool {
 	if errors.Is(err, ErrUnavailable) {
 		return false
 	}
 	var te *TokenError
 	if errors.As(err, &te) {
-		return te.StatusCode >= 400 && te.StatusCode < 500 &&
-			te.StatusCode != http.StatusRequestTimeout && te.StatusCode != http.StatusTooManyRequests
+		switch {
+		case te.StatusCode == http.StatusBadRequest, te.StatusCode == http.StatusUnauthorized:
+			return true
+		case te.StatusCode == http.StatusRequestTimeout, te.StatusCode == http.StatusTooManyRequests:
+			return false
+		default:
+			return te.StatusCode >= 400 && te.StatusCode < 500 && te.Code != ""
+		}
 	}
 	return errors.Is(err, ErrInvalidIDToken)
 }
@@ -94,8 +102,8 @@ func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
 		if json.Unmarshal(body, &e) == nil {
 			// Some servers echo what they were sent; the description must
 			// not carry it into a log line.
-			te.Code = truncate(c.scrub(e.Error, form), 60)
-			te.Description = truncate(c.scrub(e.Description, form), 200)
+			te.Code = c.redact(e.Error, form, 60)
+			te.Description = c.redact(e.Description, form, 200)
 		}
 		if status >= 500 {
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, te)
@@ -110,7 +118,7 @@ func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
 		return nil, fmt.Errorf("token endpoint: answer has no access_token")
 	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
-		return nil, fmt.Errorf("token endpoint: unsupported token_type %q", truncate(c.scrub(tr.TokenType, form), 20))
+		return nil, fmt.Errorf("token endpoint: unsupported token_type %q", c.redact(tr.TokenType, form, 20))
 	}
 	t := &Token{
 		AccessToken:  Secret(tr.AccessToken),
@@ -140,17 +148,21 @@ func parseExpiresIn(raw json.RawMessage) int64 {
 // sensitiveParams are the token request parameters that are credentials.
 var sensitiveParams = [...]string{"code", "code_verifier", "refresh_token", "password", "client_secret", "client_assertion"}
 
-// scrub replaces in s every credential that the token request carried (the
-// form's sensitive parameters and the client secret) with "[redacted]".
-func (c *Client) scrub(s string, form url.Values) string {
+// redact returns s, at most n bytes of it, with every credential the token
+// request carried (the form's sensitive parameters, the client secret, the
+// Basic credential; as sent and URL-encoded) replaced by "[redacted]".
+// One pass over a bounded prefix: s comes from the server, the code and
+// password from the user, so neither may make this slow.
+func (c *Client) redact(s string, form url.Values, n int) string {
 	if s == "" {
 		return s
 	}
 	var secrets []string
 	add := func(v string) {
-		if v != "" {
-			// As sent and as an echo might re-encode it.
-			secrets = append(secrets, v, url.QueryEscape(v), url.PathEscape(v))
+		for _, e := range [...]string{v, url.QueryEscape(v), url.PathEscape(v)} {
+			if e != "" && !slices.Contains(secrets, e) {
+				secrets = append(secrets, e)
+			}
 		}
 	}
 	for _, k := range sensitiveParams {
@@ -159,19 +171,39 @@ func (c *Client) scrub(s string, form url.Values) string {
 	if !c.cfg.ClientSecret.IsZero() {
 		add(c.cfg.ClientSecret.Reveal())
 		if c.cfg.ClientAuth == ClientSecretBasic {
-			// The Authorization header's credential, echoed as is.
 			add(base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(c.cfg.ClientID) + ":" + url.QueryEscape(c.cfg.ClientSecret.Reveal()))))
 		}
 	}
-	// Longest first, so that no shorter secret splits a longer one's echo.
+	// Longest first: it wins where two start alike. One pass over the
+	// first n bytes, checking each secret there: bounded work, and no
+	// secret is cut in half at the end (one that starts before n is
+	// replaced whole).
 	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
-	for _, v := range secrets {
-		s = strings.ReplaceAll(s, v, "[redacted]")
+	var b strings.Builder
+	i := 0
+	for i < len(s) && (i < n || !utf8.RuneStart(s[i])) {
+		matched := false
+		for _, v := range secrets {
+			if strings.HasPrefix(s[i:], v) {
+				b.WriteString("[redacted]")
+				i += len(v)
+				matched = true
+				break
+			}
+		}
+		if !matched {
+			b.WriteByte(s[i])
+			i++
+		}
 	}
-	return s
+	if i < len(s) {
+		b.WriteString("…")
+	}
+	return b.String()
 }
 
-// truncate shortens s to at most n bytes, on a UTF-8 character boundary.
+// truncate shortens s to at most n bytes, on a UTF-8 character boundary,
+// marking the cut with "…".
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s

@@ -243,6 +243,8 @@ func TestIsRefused(t *testing.T) {
 		{"invalid_client", &upstream.TokenError{StatusCode: 401, Code: "invalid_client"}, true},
 		{"400 without a body", &upstream.TokenError{StatusCode: 400}, true},
 		{"408", &upstream.TokenError{StatusCode: 408}, false},
+		{"404 from a load balancer", &upstream.TokenError{StatusCode: 404}, false},
+		{"403 with an OAuth error", &upstream.TokenError{StatusCode: 403, Code: "unauthorized_client"}, true},
 		{"429 slow down", &upstream.TokenError{StatusCode: 429, Code: "slow_down"}, false},
 		{"500", fmt.Errorf("%w: %w", upstream.ErrUnavailable, &upstream.TokenError{StatusCode: 500}), false},
 		{"bad ID token", fmt.Errorf("%w: wrong sub", upstream.ErrInvalidIDToken), true},
@@ -382,5 +384,34 @@ func TestTokenRequestForm(t *testing.T) {
 				t.Errorf("client_secret in body: got %q, want present=%v", got, tt.wantSecret)
 			}
 		})
+	}
+}
+
+func TestTokenEndpointEchoRedactionBounded(t *testing.T) {
+	// Regression: one-letter credentials echoed into a 1 MiB description
+	// made the redaction rescan its own output: 8.5 GB and 52 s.
+	c, _, _ := tokenClient(t, upstream.ClientSecretPost, func(w http.ResponseWriter, r *http.Request) {
+		reply(400, `{"error":"invalid_grant","error_description":"`+strings.Repeat("a", 1<<20-100)+`"}`)(w, r)
+	})
+	start := time.Now()
+	_, err := c.Refresh(ctx(t), upstream.Token{RefreshToken: "a"})
+	if err == nil {
+		t.Fatal("Refresh: got nil error, want one")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Refresh took %v, want the redaction bounded", d)
+	}
+	if len(err.Error()) > 4096 {
+		t.Errorf("error is %d bytes long, want it bounded", len(err.Error()))
+	}
+
+	// A secret that starts before the cut is replaced whole, not left half.
+	long := strings.Repeat("r", 300)
+	c, _, _ = tokenClient(t, upstream.ClientSecretPost, func(w http.ResponseWriter, r *http.Request) {
+		reply(400, `{"error":"invalid_grant","error_description":"`+strings.Repeat("x", 190)+long+`"}`)(w, r)
+	})
+	_, err = c.Refresh(ctx(t), upstream.Token{RefreshToken: upstream.Secret(long)})
+	if err == nil || strings.Contains(err.Error(), "rrrr") {
+		t.Errorf("error %q holds part of the refresh token", err)
 	}
 }

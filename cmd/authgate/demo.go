@@ -81,7 +81,7 @@ func demo(ctx context.Context, listen string, stdout, stderr io.Writer) error {
 	}
 	defer g.closer()
 	hs := g.server.HTTPServer()
-	hs.Handler = canonicalHost(gwLn.Addr().String(), publicURL, hs.Handler)
+	hs.Handler = canonicalHost(gwLn.Addr().String(), publicURL, cfg.Config.Prefix+"/", hs.Handler)
 	fmt.Fprintf(stdout, `
 authgate demo is running.
 
@@ -115,13 +115,17 @@ Press Ctrl-C to stop.
 // the session cookie, set on the callback's host, would never reach the
 // other name, and the login would fail as "expired". Only the demo does
 // this: it knows no proxy stands in front rewriting Host.
-func canonicalHost(host, publicURL string, next http.Handler) http.Handler {
+// The gateway's own endpoints are left alone: a callback's code must not
+// ride in a URL the gateway builds (SECURITY.md 4).
+func canonicalHost(host, publicURL, endpoints string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.EscapedPath()
-		if strings.EqualFold(r.Host, host) || (r.Method != http.MethodGet && r.Method != http.MethodHead) || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		if strings.EqualFold(r.Host, host) || (r.Method != http.MethodGet && r.Method != http.MethodHead) ||
+			!strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, endpoints) {
 			next.ServeHTTP(w, r)
 			return
 		}
+		w.Header().Set("Cache-Control", "no-store")
 		target := publicURL + p
 		if r.URL.RawQuery != "" {
 			target += "?" + r.URL.RawQuery

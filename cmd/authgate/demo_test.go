@@ -71,10 +71,10 @@ func TestDemoAsANewcomer(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.WriteString(conn, "GET http:@evil.example/x HTTP/1.1\r\nHost: localhost\r\nAccept: text/html\r\n\r\n")
-	if r, err := http.ReadResponse(bufio.NewReader(conn), nil); err == nil {
-		if loc := r.Header.Get("Location"); strings.Contains(loc, "evil.example") {
-			t.Errorf("absolute-form target: Location %q leaves the origin", loc)
-		}
+	if r, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil {
+		t.Errorf("absolute-form target: %v", err)
+	} else if loc := r.Header.Get("Location"); strings.Contains(loc, "evil.example") {
+		t.Errorf("absolute-form target: Location %q leaves the origin", loc)
 	}
 	conn.Close()
 
