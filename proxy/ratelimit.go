@@ -10,8 +10,8 @@ import (
 )
 
 // maxLimiterEntries bounds a limiter's memory: beyond it, buckets that
-// have refilled (and so say nothing) are swept, and if all are still
-// draining the oldest half of the table is dropped.
+// have refilled (and so say nothing) are swept, and if too many are still
+// draining, a random half of the table is dropped.
 const maxLimiterEntries = 1 << 16
 
 // limiter is a token bucket per client address: perMinute events at most
