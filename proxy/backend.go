@@ -50,7 +50,7 @@ func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httput
 			h := pr.Out.Header
 			h["Authorization"] = []string{"Bearer " + sess.Token.AccessToken.Reveal()}
 			if identity {
-				setIf(h, "X-Forwarded-User", sess.Subject)
+				setIf(h, "X-Forwarded-User", sess.UserName())
 				setIf(h, "X-Forwarded-Email", sess.Email)
 				setIf(h, "X-Forwarded-Preferred-Username", sess.PreferredUsername)
 				if len(sess.Groups) > 0 {

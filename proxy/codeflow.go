@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
@@ -38,8 +39,14 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 	if err != nil {
 		return nil, false, err
 	}
-	if sess.Token.RenewWithin(s.now(), s.refreshBefore) {
-		fresh, fver, err := s.refresh(ctx, rt.up, ticket, sess.Token.AccessToken)
+	if sess.Token.RefreshToken.IsZero() {
+		// Nothing to renew with: the session lives as long as its token
+		// (or its idle and absolute timeouts), never less.
+		if sess.Token.ExpiresWithin(s.now(), 0) {
+			return nil, false, s.reauthenticate(w, r, rt)
+		}
+	} else if sess.Token.RenewWithin(s.now(), s.refreshBefore) {
+		fresh, fver, err := s.refresh(ctx, rt, ticket, sess.Token.AccessToken)
 		switch {
 		case err == nil:
 			sess, ver = fresh, fver
@@ -75,19 +82,55 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 // needs it only while it still holds the stale token: one another request
 // or replica just obtained is adopted even if it is short-lived, so a
 // rotated refresh token is never spent twice.
-func (s *Server) refresh(ctx context.Context, up *upstream.Client, t session.Ticket, stale upstream.Secret) (*session.Session, session.Version, error) {
+func (s *Server) refresh(ctx context.Context, rt *route, t session.Ticket, stale upstream.Secret) (*session.Session, session.Version, error) {
 	needs := func(x *session.Session) bool {
 		return x.Token.AccessToken == stale && x.Token.RenewWithin(s.now(), s.refreshBefore)
 	}
 	renew := func(ctx context.Context, old upstream.Token) (upstream.Token, error) {
-		tok, err := up.Refresh(ctx, old)
+		tok, err := rt.up.Refresh(ctx, old)
 		if err != nil {
+			s.log.Debug("token refresh", "route", rt.index, "outcome", refreshOutcome(err), "error", err.Error())
 			return upstream.Token{}, err
 		}
+		s.log.Debug("token refresh", "route", rt.index, "outcome", "ok", "expires_in", tok.Expiry.Sub(s.now()).Round(time.Second).String())
 		return *tok, nil
 	}
 	return s.sessions.Refresh(ctx, t, needs, renew)
 }
+
+// refreshOutcome names a failed refresh for the log: the token
+// endpoint's error code when it answered one.
+func refreshOutcome(err error) string {
+	var te *upstream.TokenError
+	switch {
+	case errors.As(err, &te) && te.Code != "":
+		return te.Code
+	case upstream.IsRefused(err):
+		return "refused"
+	default:
+		return "failed"
+	}
+}
+
+// reauthenticate answers a request whose session can no longer be renewed
+// from the gateway's side (its access token expired and it holds no refresh
+// token): a navigation is signed in again silently (prompt=none), which
+// falls back to an ordinary login when the server must ask the user;
+// anything else gets 401. The session and its cookie stay until the new
+// login replaces them, so a later navigation can still renew silently.
+func (s *Server) reauthenticate(w http.ResponseWriter, r *http.Request, rt *route) error {
+	if !isNavigation(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="authgate", error="invalid_token", error_description="the session expired"`)
+		s.page(w, r, errSessionExpired)
+		return nil
+	}
+	return s.startLogin(w, r, rt, s.requestTarget(r), true)
+}
+
+// errSessionExpired answers an API request whose session must be renewed by
+// a browser navigation.
+var errSessionExpired = &pageError{status: http.StatusUnauthorized, title: "Session expired",
+	message: "This session's access has expired. Reload the page to sign in again.", retry: "/"}
 
 // challenge answers an unauthenticated request: a browser navigation starts
 // a login, anything else gets 401 (an API client cannot follow a login).
@@ -101,7 +144,7 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request, rt *route) er
 			message: "This request needs a signed-in session.", retry: s.cfg.Prefix + "/start"})
 		return nil
 	}
-	return s.startLogin(w, r, rt, s.requestTarget(r))
+	return s.startLogin(w, r, rt, s.requestTarget(r), false)
 }
 
 // requestTarget is where the user goes back to after login: the request's

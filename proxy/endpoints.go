@@ -87,7 +87,7 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 		groups = []string{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"user":               sess.Subject,
+		"user":               sess.UserName(),
 		"email":              sess.Email,
 		"email_verified":     sess.EmailVerified,
 		"name":               sess.Name,
@@ -136,30 +136,36 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, errCrossSite)
 			return
 		}
+		var idToken upstream.Secret
 		if raw != "" {
-			if err := s.endSession(r.Context(), s.signOutClient(rd), raw); err != nil {
+			sess, err := s.endSession(r.Context(), s.signOutClient(rd), raw)
+			if err != nil {
 				s.fail(w, r, err) // the store is down: the session is not gone, say so
 				return
 			}
+			if sess != nil {
+				idToken = sess.Token.IDToken
+			}
 		}
-		s.finishSignOut(w, r, rd)
+		s.finishSignOut(w, r, rd, idToken)
 	default:
 		s.fail(w, r, errMethod)
 	}
 }
 
-// endSession deletes the session server-side and revokes its refresh token.
-func (s *Server) endSession(ctx context.Context, up *upstream.Client, raw string) error {
+// endSession deletes the session server-side and revokes its refresh
+// token. It returns the session it ended, nil when there was none.
+func (s *Server) endSession(ctx context.Context, up *upstream.Client, raw string) (*session.Session, error) {
 	ticket, err := s.sessions.DecodeTicket(raw)
 	if err != nil {
-		return nil // nothing server-side to end
+		return nil, nil // nothing server-side to end
 	}
 	sess, _, err := s.sessions.Load(ctx, ticket)
 	if err != nil && !errors.Is(err, session.ErrNotFound) {
-		return err
+		return nil, err
 	}
 	if err := s.sessions.Delete(ctx, ticket); err != nil {
-		return err
+		return nil, err
 	}
 	if sess != nil && !sess.Token.RefreshToken.IsZero() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -169,7 +175,7 @@ func (s *Server) endSession(ctx context.Context, up *upstream.Client, raw string
 		}
 	}
 	s.log.Info("logout", "sub", subjectOf(sess))
-	return nil
+	return sess, nil
 }
 
 func subjectOf(s *session.Session) string {
@@ -179,17 +185,50 @@ func subjectOf(s *session.Session) string {
 	return s.Subject
 }
 
-// finishSignOut clears the cookie and redirects: to the authorization
-// server's end_session_endpoint when it has one, else to rd.
-func (s *Server) finishSignOut(w http.ResponseWriter, r *http.Request, rd string) {
+// finishSignOut clears the cookie and sends the browser on: to the
+// authorization server's end_session_endpoint when it has one, else to rd.
+// With the ended session's ID token, a browser gets a page that posts it
+// there as id_token_hint (servers may require it; a POST keeps the token
+// out of URLs, history and access logs); without one, or for an API
+// client, a 303 carries client_id alone.
+func (s *Server) finishSignOut(w http.ResponseWriter, r *http.Request, rd string, idToken upstream.Secret) {
 	s.clearCookie(w, s.cookies.session)
 	noStore(w.Header())
-	http.Redirect(w, r, s.signOutTarget(r, rd), http.StatusSeeOther)
+	target, end := s.signOutRequest(r, rd, idToken)
+	if end == nil {
+		http.Redirect(w, r, target, http.StatusSeeOther)
+		return
+	}
+	if end.IDTokenHint.IsZero() || !wantsHTML(r) {
+		http.Redirect(w, r, end.URL(), http.StatusSeeOther)
+		return
+	}
+	fields := map[string]string{"id_token_hint": end.IDTokenHint.Reveal()}
+	for k := range end.Params {
+		fields[k] = end.Params.Get(k)
+	}
+	s.render(w, r, http.StatusOK, pageData{
+		Title:      "Signing out",
+		Message:    "Signing you out at the authorization server…",
+		Form:       &pageForm{Action: end.Endpoint, Button: "Continue", Fields: fields},
+		AutoSubmit: true,
+		formTarget: origin(end.Endpoint),
+	})
 }
 
 // signOutTarget is where a sign-out sends the browser: the authorization
 // server's end_session_endpoint when it has one, else rd (validated).
 func (s *Server) signOutTarget(r *http.Request, rd string) string {
+	target, end := s.signOutRequest(r, rd, "")
+	if end != nil {
+		return end.URL()
+	}
+	return target
+}
+
+// signOutRequest returns rd validated (or "/"), and the RP-initiated logout
+// request that returns there, nil when the server has none.
+func (s *Server) signOutRequest(r *http.Request, rd string, idToken upstream.Secret) (string, *upstream.EndSession) {
 	target := s.safeRedirect(rd)
 	if target == "" {
 		target = "/"
@@ -198,10 +237,11 @@ func (s *Server) signOutTarget(r *http.Request, rd string) string {
 	if target[0] == '/' {
 		abs = s.cfg.PublicURL + target
 	}
-	if end, err := s.signOutClient(target).EndSessionURL(r.Context(), abs); err == nil && end != "" {
-		return end
+	end, err := s.signOutClient(target).EndSession(r.Context(), abs, idToken)
+	if err != nil {
+		return target, nil
 	}
-	return target
+	return target, end
 }
 
 // origin is the scheme://host[:port] of an absolute URL, "" for a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"html"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -294,3 +296,48 @@ func (b *browser) authorize(t testing.TB, authURL *url.URL) *url.URL {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// logoutRequest is where a sign-out's answer sends the browser next: the
+// 303 to end_session (GET), or the page that posts the ID token there.
+type logoutRequest struct {
+	method   string
+	endpoint *url.URL // without the parameters for POST
+	params   url.Values
+}
+
+// readLogout reads a POST /oauth2/sign_out answer.
+func readLogout(t testing.TB, resp *http.Response, body string) logoutRequest {
+	t.Helper()
+	switch resp.StatusCode {
+	case http.StatusSeeOther:
+		u, err := url.Parse(resp.Header.Get("Location"))
+		if err != nil {
+			t.Fatalf("sign-out Location %q: %v", resp.Header.Get("Location"), err)
+		}
+		return logoutRequest{method: http.MethodGet, endpoint: u, params: u.Query()}
+	case http.StatusOK:
+		action := html.UnescapeString(between(body, `<form method="post" action="`, `"`))
+		u, err := url.Parse(action)
+		if action == "" || err != nil {
+			t.Fatalf("sign-out page has no form: %s", body)
+		}
+		params := url.Values{}
+		for _, m := range hiddenInput.FindAllStringSubmatch(body, -1) {
+			params.Add(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
+		}
+		return logoutRequest{method: http.MethodPost, endpoint: u, params: params}
+	default:
+		t.Fatalf("sign-out: got %d, want 303 or the 200 page that posts to end_session; body: %s", resp.StatusCode, body)
+		return logoutRequest{}
+	}
+}
+
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)">`)
+
+// postForm builds a form POST.
+func postForm(t testing.TB, u string, form url.Values) *http.Request {
+	t.Helper()
+	req := mustRequest(t, http.MethodPost, u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return req
+}

@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/authgate/authgate/session"
@@ -31,7 +34,11 @@ var (
 // (130 bits), PKCE verifier and nonce are kept server-side under the state,
 // and bound to this browser by the binding cookie, which every pending login
 // of the browser shares — one small cookie however many tabs log in at once.
-func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, rt *route, target string) error {
+//
+// silent sends prompt=none: the server signs the user in again without a
+// page when it still can, and answers login_required (or the like) when
+// not, which the callback turns into an ordinary login.
+func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, rt *route, target string, silent bool) error {
 	if err := s.allowLogin(w, r, s.loginLimit); err != nil {
 		return err
 	}
@@ -51,7 +58,11 @@ func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, rt *route, t
 		Nonce:       upstream.Secret(rand.Text()),
 		Verifier:    upstream.NewVerifier(),
 	}
+	if silent {
+		req.Prompt = "none"
+	}
 	ls := &session.LoginState{
+		Silent:     silent,
 		Verifier:   req.Verifier,
 		Nonce:      req.Nonce,
 		RedirectTo: target,
@@ -95,7 +106,7 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errNoRoute)
 		return
 	}
-	if err := s.startLogin(w, r, rt, target); err != nil {
+	if err := s.startLogin(w, r, rt, target, false); err != nil {
 		s.fail(w, r, err)
 	}
 }
@@ -164,10 +175,20 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if e := q.Get("error"); e != "" {
-		pe := &pageError{status: http.StatusForbidden, title: "Sign-in was not completed",
-			message: "The authorization server answered: " + truncate(e, 100) + ": " + truncate(q.Get("error_description"), 300),
-			retry:   "/"}
-		s.fail(w, r, pe)
+		desc := q.Get("error_description")
+		if ls.Silent && needsInteraction[e] {
+			// prompt=none could not sign the user in without a page:
+			// an ordinary login, to the same place.
+			s.log.Info("silent sign-in needs the user; starting an interactive login", "route", rt.index, "error", truncate(e, 64))
+			if err := s.startLogin(w, r, rt, ls.RedirectTo, false); err != nil {
+				s.fail(w, r, err)
+			}
+			return
+		}
+		s.logServerError(rt, "authorization response", e, redactParam(desc, state))
+		s.fail(w, r, &pageError{status: http.StatusForbidden, title: "Sign-in was not completed",
+			message: "The authorization server answered: " + truncate(e, 100) + ": " + truncate(redactParam(desc, state), 300),
+			retry:   "/"})
 		return
 	}
 	if err := rt.up.CheckIssuer(ctx, q.Get("iss"), q.Has("iss")); err != nil {
@@ -189,6 +210,13 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errTokenRejected.withCause(err))
 		return
 	default:
+		var te *upstream.TokenError
+		if errors.As(err, &te) && te.Code != "" {
+			// Logged here with its code and level, not again by fail.
+			s.logServerError(rt, "token endpoint", te.Code, te.Description)
+			s.fail(w, r, errLoginFailed)
+			return
+		}
 		s.fail(w, r, errLoginFailed.withCause(err))
 		return
 	}
@@ -202,6 +230,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := &session.Session{
 		Subject:           id.Subject,
+		User:              id.User,
 		Email:             id.Email,
 		EmailVerified:     id.EmailVerified,
 		Name:              id.Name,
@@ -231,7 +260,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	if target == "" {
 		target = "/"
 	}
-	s.log.Info("login", "sub", id.Subject, "route", ls.Route)
+	s.log.Info("login", "sub", id.Subject, "route", ls.Route, "silent", ls.Silent, "refresh_token", !login.Token.RefreshToken.IsZero())
 	noStore(w.Header())
 	http.Redirect(w, r, target, http.StatusFound)
 }
@@ -255,3 +284,49 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// needsInteraction are the authorization errors by which a prompt=none
+// request says the user must see a page (OpenID Connect Core §3.1.2.6).
+var needsInteraction = map[string]bool{
+	"login_required":             true,
+	"interaction_required":       true,
+	"consent_required":           true,
+	"account_selection_required": true,
+}
+
+// userErrors are authorization server errors caused by what the user did
+// (or the state of their login), not by the configuration; the others
+// (invalid_scope, unauthorized_client, invalid_client, ...) most often mean
+// the gateway's registration or config must change, so they are warnings.
+var userErrors = map[string]bool{
+	"access_denied":              true,
+	"login_required":             true,
+	"interaction_required":       true,
+	"consent_required":           true,
+	"account_selection_required": true,
+	"invalid_grant":              true, // a code used twice (back button), or expired
+}
+
+// logServerError logs an error the authorization server answered, once
+// per occurrence, with its code and a bounded description (already free
+// of the request's credentials).
+func (s *Server) logServerError(rt *route, where, code, desc string) {
+	level := slog.LevelWarn
+	if userErrors[code] {
+		level = slog.LevelInfo
+	}
+	s.log.Log(context.Background(), level, "the authorization server refused the sign-in",
+		"where", where, "error", truncate(printable(code), 64), "error_description", truncate(printable(desc), 200), "route", rt.index)
+}
+
+// redactParam removes the value v (the state: a login secret) wherever a
+// server echoed it.
+func redactParam(s, v string) string {
+	if v == "" || !strings.Contains(s, v) {
+		return s
+	}
+	return strings.ReplaceAll(s, v, "[redacted]")
+}
+
+// printable drops control characters from text a server sent.
+func printable(s string) string { return headerValue(s) }

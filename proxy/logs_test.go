@@ -56,9 +56,9 @@ func TestNoSecretsInLogs(t *testing.T) {
 	form := url.Values{"csrf": {csrf}, "rd": {"/"}}
 	req = mustRequest(t, http.MethodPost, g.URL+"/oauth2/sign_out", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, _ = b.noFollow().do(t, req)
-	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("sign-out: got %d", resp.StatusCode)
+	resp, body = b.noFollow().do(t, req)
+	if lr := readLogout(t, resp, body); lr.params.Get("id_token_hint") == "" {
+		t.Fatalf("sign-out: got %d %s %s, want the page that posts the ID token hint", resp.StatusCode, lr.method, lr.endpoint)
 	}
 	// A gateway whose token endpoint fails, so errors get logged.
 	bad := e.gateway(gatewayOptions{mutate: func(_ *proxy.Config, _ *session.Config, uc *upstream.Config) {

@@ -20,6 +20,10 @@ var (
 	// pageCSP allows exactly the embedded stylesheet and nothing else: no
 	// script, no frames, no form posts elsewhere (SECURITY.md 33).
 	pageCSP = "default-src 'none'; style-src 'sha256-" + hashCSS(pageCSS) + "'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	// autoSubmitJS posts a page's form at once; pages that have it allow
+	// exactly this script by its hash.
+	autoSubmitJS  = "document.forms[0].submit();"
+	autoSubmitCSP = strings.Replace(pageCSP, "default-src 'none';", "default-src 'none'; script-src 'sha256-"+hashCSS(autoSubmitJS)+"';", 1)
 )
 
 func mustRead(name string) string {
@@ -42,8 +46,12 @@ type pageData struct {
 	Form                   *pageForm
 	Status                 int
 	CSS                    template.CSS
+	// AutoSubmit posts Form as soon as the page loads (a button remains
+	// for browsers without script).
+	AutoSubmit bool
+	Script     template.JS
 	// formTarget is an origin, besides the gateway's own, that the form's
-	// POST may be redirected to (CSP form-action).
+	// POST may go or be redirected to (CSP form-action).
 	formTarget string
 }
 
@@ -88,11 +96,14 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, d pa
 		return
 	}
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	if d.formTarget != "" {
-		h.Set("Content-Security-Policy", strings.Replace(pageCSP, "form-action 'self'", "form-action 'self' "+d.formTarget, 1))
-	} else {
-		h.Set("Content-Security-Policy", pageCSP)
+	csp := pageCSP
+	if d.AutoSubmit {
+		csp, d.Script = autoSubmitCSP, template.JS(autoSubmitJS)
 	}
+	if d.formTarget != "" {
+		csp = strings.Replace(csp, "form-action 'self'", "form-action 'self' "+d.formTarget, 1)
+	}
+	h.Set("Content-Security-Policy", csp)
 	w.WriteHeader(status)
 	d.CSS = template.CSS(pageCSS)
 	if err := pageTpl.Execute(w, d); err != nil {

@@ -352,10 +352,10 @@ func TestRedirectTargetsStayOnOrigin(t *testing.T) {
 			form := url.Values{"rd": {rd}, "csrf": {between(body, `name="csrf" value="`, `"`)}}
 			req := mustRequest(t, http.MethodPost, g.URL+"/oauth2/sign_out", strings.NewReader(form.Encode()))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			resp, _ = b.do(t, req)
-			pu := mustParse(t, resp.Header.Get("Location"))
-			if resp.StatusCode != http.StatusSeeOther || pu.Query().Get("post_logout_redirect_uri") != g.URL+"/" {
-				t.Errorf("sign-out: got %d to %q, want 303 with post_logout_redirect_uri %s/", resp.StatusCode, pu, g.URL)
+			resp, body = b.do(t, req)
+			lr := readLogout(t, resp, body)
+			if got := lr.params.Get("post_logout_redirect_uri"); lr.endpoint.Host != mustParse(t, e.idp.URL).Host || got != g.URL+"/" {
+				t.Errorf("sign-out: goes to %s with post_logout_redirect_uri %q, want the end_session_endpoint with %s/", lr.endpoint, got, g.URL)
 			}
 		})
 	}

@@ -12,6 +12,10 @@ import (
 type Session struct {
 	// Subject is the user's stable identifier (the ID token's "sub").
 	Subject string
+	// User names the user toward the backend (X-Forwarded-User): the claim
+	// the upstream's claims.user mapping names. Empty means Subject; use
+	// UserName to read it.
+	User string
 	// Email is the user's e-mail address; empty when unknown.
 	Email string
 	// Name is the user's display name; empty when unknown.
@@ -34,6 +38,14 @@ type Session struct {
 	LastSeen time.Time
 }
 
+// UserName is User, or Subject when User is empty.
+func (s *Session) UserName() string {
+	if s.User != "" {
+		return s.User
+	}
+	return s.Subject
+}
+
 // wireVersion is the first byte of an encoded session's plaintext.
 const wireVersion byte = 1
 
@@ -42,6 +54,7 @@ const wireVersion byte = 1
 // nanoseconds, 0 for the zero time.
 type wireSession struct {
 	Subject           string          `json:"sub"`
+	User              string          `json:"us,omitempty"`
 	Email             string          `json:"em,omitempty"`
 	Name              string          `json:"nm,omitempty"`
 	PreferredUsername string          `json:"pu,omitempty"`
@@ -63,6 +76,7 @@ type wireSession struct {
 func marshalSession(s *Session) ([]byte, error) {
 	w := wireSession{
 		Subject:           s.Subject,
+		User:              s.User,
 		Email:             s.Email,
 		Name:              s.Name,
 		PreferredUsername: s.PreferredUsername,
@@ -97,6 +111,7 @@ func unmarshalSession(b []byte) (*Session, error) {
 	}
 	return &Session{
 		Subject:           w.Subject,
+		User:              w.User,
 		Email:             w.Email,
 		Name:              w.Name,
 		PreferredUsername: w.PreferredUsername,

@@ -39,6 +39,10 @@ type LoginState struct {
 	RedirectTo string
 	// Route names the route that started the login.
 	Route string
+	// Silent marks a re-authentication sent with prompt=none: when the
+	// server answers that the user must interact, the gateway starts an
+	// ordinary login instead of showing an error.
+	Silent bool
 	// CreatedAt is when the login started; SaveState sets it when zero.
 	CreatedAt time.Time
 }
@@ -61,6 +65,7 @@ type wireState struct {
 	Nonce      string `json:"n,omitempty"`
 	RedirectTo string `json:"r,omitempty"`
 	Route      string `json:"ro,omitempty"`
+	Silent     bool   `json:"sl,omitempty"`
 	CreatedAt  int64  `json:"ca"`
 }
 
@@ -79,6 +84,7 @@ func (m *Manager) SaveState(ctx context.Context, state string, ls *LoginState) e
 		Nonce:      ls.Nonce.Reveal(),
 		RedirectTo: ls.RedirectTo,
 		Route:      ls.Route,
+		Silent:     ls.Silent,
 		CreatedAt:  unixNano(ls.CreatedAt),
 	})
 	if err != nil {
@@ -129,6 +135,7 @@ func (m *Manager) TakeState(ctx context.Context, state string) (*LoginState, err
 		Nonce:      upstream.Secret(w.Nonce),
 		RedirectTo: w.RedirectTo,
 		Route:      w.Route,
+		Silent:     w.Silent,
 		CreatedAt:  fromUnixNano(w.CreatedAt),
 	}
 	copy(ls.Binding[:], w.Binding)

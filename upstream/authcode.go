@@ -24,6 +24,11 @@ type AuthRequest struct {
 	Nonce Secret
 	// Verifier is the PKCE code_verifier; only its S256 challenge is sent.
 	Verifier Secret
+	// Prompt is sent as the prompt parameter when set, replacing any
+	// prompt of Config.AuthorizationParams: "none" asks the server to
+	// answer without showing the user anything (OpenID Connect Core
+	// §3.1.2.1), for a silent re-authentication.
+	Prompt string
 }
 
 // NewVerifier returns a fresh PKCE code verifier: 32 random bytes,
@@ -47,14 +52,23 @@ func (c *Client) AuthCodeURL(ctx context.Context, r AuthRequest) (string, error)
 	if err != nil {
 		return "", err
 	}
-	q := url.Values{
-		"response_type":         {"code"},
-		"client_id":             {c.cfg.ClientID},
-		"redirect_uri":          {r.RedirectURI},
-		"scope":                 {strings.Join(c.cfg.Scopes, " ")},
-		"state":                 {r.State},
-		"code_challenge":        {S256(r.Verifier)},
-		"code_challenge_method": {"S256"},
+	q := url.Values{}
+	for k, v := range c.cfg.AuthorizationParams {
+		q.Set(k, v)
+	}
+	if r.Prompt != "" {
+		q.Set("prompt", r.Prompt)
+	}
+	for k, v := range map[string]string{
+		"response_type":         "code",
+		"client_id":             c.cfg.ClientID,
+		"redirect_uri":          r.RedirectURI,
+		"scope":                 strings.Join(c.cfg.Scopes, " "),
+		"state":                 r.State,
+		"code_challenge":        S256(r.Verifier),
+		"code_challenge_method": "S256",
+	} {
+		q.Set(k, v)
 	}
 	if !r.Nonce.IsZero() {
 		q.Set("nonce", r.Nonce.Reveal())
@@ -117,6 +131,15 @@ func (c *Client) Exchange(ctx context.Context, code string, r AuthRequest) (*Log
 	if err != nil {
 		return nil, err
 	}
+	if tok.RefreshToken.IsZero() && slices.Contains(c.cfg.Scopes, "offline_access") {
+		c.noRefreshWarning.Do(func() {
+			c.log.Warn("the authorization server issued no refresh token although scope offline_access was requested: "+
+				"sessions end when their access token expires, then a browser is signed in again silently (prompt=none). "+
+				"Servers such as oidc-provider issue one only with prompt=consent, Google only with access_type=offline: "+
+				"set upstream.authorization_params accordingly, or drop offline_access from upstream.scopes to silence this",
+				"issuer", c.cfg.Issuer, "client_id", c.cfg.ClientID)
+		})
+	}
 	return &Login{Token: tok, Identity: id}, nil
 }
 
@@ -139,14 +162,14 @@ func (c *Client) identify(ctx context.Context, tok *Token, nonce Secret) (*Ident
 		if id == nil {
 			return nil, errors.New("no ID token and no userinfo endpoint: cannot tell who logged in")
 		}
-		return id, nil
+		return c.completeUser(id), nil
 	}
 	info, err := c.Userinfo(ctx, tok.AccessToken)
 	if err != nil {
 		return nil, err
 	}
 	if id == nil {
-		return info, nil
+		return c.completeUser(info), nil
 	}
 	// OpenID Connect Core §5.3.2: a userinfo answer for another subject
 	// must not be used (token substitution).
@@ -154,7 +177,22 @@ func (c *Client) identify(ctx context.Context, tok *Token, nonce Secret) (*Ident
 		return nil, errors.New("userinfo subject differs from the ID token subject")
 	}
 	id.merge(info)
-	return id, nil
+	return c.completeUser(id), nil
+}
+
+// completeUser falls back to the subject when the tokens lack the claim
+// that names the user, warning once so the operator can fix the mapping.
+func (c *Client) completeUser(id *Identity) *Identity {
+	if id.User == "" {
+		id.User = id.Subject
+		if c.cfg.Claims.User != "sub" {
+			c.userClaimWarning.Do(func() {
+				c.log.Warn("the claim upstream.claims.user names is missing from the ID token and userinfo; using sub instead",
+					"claim", c.cfg.Claims.User, "issuer", c.cfg.Issuer)
+			})
+		}
+	}
+	return id
 }
 
 func (c *Client) isOpenID() bool { return slices.Contains(c.cfg.Scopes, "openid") }

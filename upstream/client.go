@@ -58,6 +58,9 @@ type Client struct {
 	metaFailed  time.Time // last failed discovery, for back-off
 	metaErr     error
 	metaFlights singleflight.Group
+
+	// Warnings given once per process: each names a setting to fix.
+	noRefreshWarning, userClaimWarning sync.Once
 }
 
 // New returns a Client for cfg, applying defaults and validating it. It makes

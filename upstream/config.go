@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -64,6 +65,50 @@ type Config struct {
 	// AllowInsecureHTTP permits plain-http endpoints on hosts other than
 	// loopback. Development only; default false.
 	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
+	// AuthorizationParams are extra parameters sent with every
+	// authorization request, e.g. {prompt: consent} for servers that
+	// issue a refresh token only then (oidc-provider), {access_type:
+	// offline} (Google), audience or acr_values. The parameters the
+	// gateway sets itself (state, nonce, PKCE, redirect_uri, ...) are
+	// refused. A silent re-authentication sends prompt=none instead of any
+	// prompt given here. Default none.
+	AuthorizationParams map[string]string `yaml:"authorization_params"`
+	// Claims says which claims name the user, the email address and the
+	// groups. Default: sub, email, groups.
+	Claims ClaimMapping `yaml:"claims"`
+}
+
+// ClaimMapping names the claims an Identity's User, Email and Groups come
+// from: a claim name, or a dot-separated path into nested objects such as
+// "realm_access.roles" (a claim whose own name contains dots, like
+// "https://example.com/roles", is found first).
+type ClaimMapping struct {
+	// User is the claim that names the user in X-Forwarded-User and
+	// /oauth2/userinfo: sub (the default), email, preferred_username, name
+	// or any other. When a token lacks it, sub is used (with a warning,
+	// once).
+	User string `yaml:"user"`
+	// Email is the claim holding the user's e-mail address. Default email.
+	// Email rules also need the "email_verified" claim to be true.
+	Email string `yaml:"email"`
+	// Groups is the claim listing the user's groups: groups (the
+	// default), roles, realm_access.roles, ... A list of strings, or one
+	// string.
+	Groups string `yaml:"groups"`
+}
+
+// reservedAuthorizationParams are set by the gateway on every authorization
+// request; configuring them would break the flow or its defences.
+var reservedAuthorizationParams = map[string]string{
+	"state":                 "the gateway's CSRF defence",
+	"nonce":                 "the gateway's ID token binding",
+	"code_challenge":        "PKCE, sent by the gateway",
+	"code_challenge_method": "PKCE, always S256",
+	"redirect_uri":          "built from public_url",
+	"response_type":         "set by the route's grant",
+	"response_mode":         "set by the route's grant",
+	"client_id":             "use upstream.client_id",
+	"scope":                 "use upstream.scopes",
 }
 
 // defaultAlgorithms are the asymmetric JWS algorithms golang-jwt verifies.
@@ -85,6 +130,15 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ClockSkew == 0 {
 		c.ClockSkew = 30 * time.Second
+	}
+	if c.Claims.User == "" {
+		c.Claims.User = "sub"
+	}
+	if c.Claims.Email == "" {
+		c.Claims.Email = "email"
+	}
+	if c.Claims.Groups == "" {
+		c.Claims.Groups = "groups"
 	}
 }
 
@@ -132,6 +186,18 @@ func (c *Config) Validate() error {
 	}
 	if c.ClockSkew < 0 || c.ClockSkew > 5*time.Minute {
 		bad("clock_skew", "must be between 0 and 5m")
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.AuthorizationParams)) {
+		if why, ok := reservedAuthorizationParams[strings.ToLower(k)]; ok {
+			bad("authorization_params."+k, "is set by the gateway (%s) and cannot be configured", why)
+		} else if k == "" || strings.ContainsAny(k, "&=#?") {
+			bad("authorization_params", "%q is not a parameter name", k)
+		}
+	}
+	for _, m := range [...]struct{ key, val string }{{"claims.user", c.Claims.User}, {"claims.email", c.Claims.Email}, {"claims.groups", c.Claims.Groups}} {
+		if v := m.val; strings.HasPrefix(v, ".") || strings.HasSuffix(v, ".") || strings.Contains(v, "..") {
+			bad(m.key, "%q is not a claim name or a dot-separated path such as realm_access.roles", v)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -113,6 +113,24 @@ func TestConfigValidate(t *testing.T) {
 		{"negative timeout", func(c *upstream.Config) { c.Timeout = -time.Second }, "timeout"},
 		{"negative clock_skew", func(c *upstream.Config) { c.ClockSkew = -time.Second }, "clock_skew"},
 		{"clock_skew above 5m", func(c *upstream.Config) { c.ClockSkew = 5*time.Minute + time.Second }, "clock_skew"},
+		{"authorization_params", func(c *upstream.Config) {
+			c.AuthorizationParams = map[string]string{"prompt": "consent", "access_type": "offline", "audience": "api"}
+		}, ""},
+		{"claim paths", func(c *upstream.Config) {
+			c.Claims = upstream.ClaimMapping{User: "email", Groups: "realm_access.roles", Email: "https://example.com/email"}
+		}, ""},
+		{"claim path with an empty segment", func(c *upstream.Config) { c.Claims.Groups = "realm_access..roles" }, "claims.groups"},
+		{"claim path ending in a dot", func(c *upstream.Config) { c.Claims.User = "profile." }, "claims.user"},
+	}
+	// The parameters the gateway sets itself are refused, in any case.
+	for _, p := range []string{"state", "nonce", "code_challenge", "code_challenge_method", "redirect_uri", "response_type", "client_id", "scope", "response_mode"} {
+		tests = append(tests, struct {
+			name    string
+			edit    func(*upstream.Config)
+			wantKey string
+		}{"reserved authorization param " + p, func(c *upstream.Config) {
+			c.AuthorizationParams = map[string]string{"prompt": "consent", p: "x"}
+		}, "authorization_params." + p})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,7 +179,7 @@ func startsWithKey(line string) bool {
 	}
 	key, _, _ = strings.Cut(key, "[")
 	for _, r := range key {
-		if (r < 'a' || r > 'z') && r != '_' {
+		if (r < 'a' || r > 'z') && r != '_' && r != '.' {
 			return false
 		}
 	}

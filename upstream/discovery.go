@@ -109,6 +109,15 @@ func (c *Client) discover(ctx context.Context) (*Metadata, error) {
 	}
 	c.log.Info("authorization server metadata loaded",
 		"issuer", m.Issuer, "authorization_endpoint", m.AuthorizationEndpoint, "token_endpoint", m.TokenEndpoint)
+	switch {
+	case m.RevocationEndpoint == "" && m.EndSessionEndpoint == "":
+		c.log.Info("the authorization server has no revocation_endpoint and no end_session_endpoint: " +
+			"a sign-out ends the gateway's session only, the server's tokens stay valid until they expire and its login session stays open")
+	case m.RevocationEndpoint == "":
+		c.log.Info("the authorization server has no revocation_endpoint: a sign-out cannot revoke the refresh token, which stays valid until it expires")
+	case m.EndSessionEndpoint == "":
+		c.log.Info("the authorization server has no end_session_endpoint: a sign-out ends the gateway's session, not the user's login at the server")
+	}
 	return m, nil
 }
 

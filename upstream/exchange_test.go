@@ -90,6 +90,37 @@ func TestAuthCodeURL(t *testing.T) {
 	})
 }
 
+func TestAuthCodeURLParams(t *testing.T) {
+	srv := newServer(t, upstreamtest.Config{})
+	cfg := configFor(srv)
+	cfg.AuthorizationParams = map[string]string{"prompt": "consent", "access_type": "offline", "acr_values": "urn:mfa"}
+	c := newClient(t, cfg, upstream.Deps{})
+	for _, tc := range []struct{ prompt, want string }{{"", "consent"}, {"none", "none"}} {
+		r := newAuthRequest()
+		r.Prompt = tc.prompt
+		raw, err := c.AuthCodeURL(ctx(t), r)
+		if err != nil {
+			t.Fatalf("AuthCodeURL: %v", err)
+		}
+		q := mustQuery(t, raw)
+		if got := q["prompt"]; len(got) != 1 || got[0] != tc.want {
+			t.Errorf("Prompt %q: prompt=%q, want exactly %q", tc.prompt, got, tc.want)
+		}
+		if q.Get("access_type") != "offline" || q.Get("acr_values") != "urn:mfa" || q.Get("code_challenge_method") != "S256" || q.Get("state") != r.State {
+			t.Errorf("Prompt %q: got %v, want the configured parameters beside the gateway's own", tc.prompt, q)
+		}
+	}
+}
+
+func mustQuery(t *testing.T, raw string) url.Values {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Query()
+}
+
 func TestS256(t *testing.T) {
 	// RFC 7636 Appendix B.
 	got := upstream.S256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")

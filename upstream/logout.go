@@ -7,23 +7,50 @@ import (
 	"net/url"
 )
 
-// EndSessionURL returns the RP-initiated logout URL (OpenID Connect
-// RP-Initiated Logout 1.0 §2), or "" when the server has no
-// end_session_endpoint. It sends client_id rather than id_token_hint so that
-// no token ever rides in a URL the gateway builds.
-func (c *Client) EndSessionURL(ctx context.Context, postLogoutRedirect string) (string, error) {
+// EndSession is an RP-initiated logout request (OpenID Connect
+// RP-Initiated Logout 1.0 §2).
+type EndSession struct {
+	// Endpoint is the server's end_session_endpoint.
+	Endpoint string
+	// Params are client_id and, when set, post_logout_redirect_uri.
+	Params url.Values
+	// IDTokenHint is the session's ID token, which several servers require
+	// before they honour post_logout_redirect_uri (§2: RECOMMENDED). It is
+	// a token, so it is sent only in the body of a POST (§2 makes the OP
+	// accept POST), never in a URL; empty when the session is gone.
+	IDTokenHint Secret
+}
+
+// URL is the GET form of the request, without the ID token hint.
+func (e *EndSession) URL() string { return appendQuery(e.Endpoint, e.Params) }
+
+// EndSession returns the RP-initiated logout request for a session whose
+// ID token is idToken (empty when unknown), or nil when the server has no
+// end_session_endpoint.
+func (c *Client) EndSession(ctx context.Context, postLogoutRedirect string, idToken Secret) (*EndSession, error) {
 	m, err := c.Metadata(ctx)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if m.EndSessionEndpoint == "" {
-		return "", nil
+		return nil, nil
 	}
 	q := url.Values{"client_id": {c.cfg.ClientID}}
 	if postLogoutRedirect != "" {
 		q.Set("post_logout_redirect_uri", postLogoutRedirect)
 	}
-	return appendQuery(m.EndSessionEndpoint, q), nil
+	return &EndSession{Endpoint: m.EndSessionEndpoint, Params: q, IDTokenHint: idToken}, nil
+}
+
+// EndSessionURL returns the GET form of RP-initiated logout with client_id
+// alone (no token rides in a URL the gateway builds), or "" when the server
+// has no end_session_endpoint.
+func (c *Client) EndSessionURL(ctx context.Context, postLogoutRedirect string) (string, error) {
+	e, err := c.EndSession(ctx, postLogoutRedirect, "")
+	if err != nil || e == nil {
+		return "", err
+	}
+	return e.URL(), nil
 }
 
 // Revoke revokes a token at the RFC 7009 revocation endpoint; it does nothing

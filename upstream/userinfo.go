@@ -25,7 +25,7 @@ func (c *Client) Userinfo(ctx context.Context, accessToken Secret) (*Identity, e
 	if err := json.Unmarshal(body, &claims); err != nil {
 		return nil, errors.New("userinfo: answer is not a JSON object (signed userinfo is not supported)")
 	}
-	id := identityFrom(claims)
+	id := c.identityFrom(claims)
 	if id.Subject == "" {
 		return nil, errors.New("userinfo: answer has no sub")
 	}

@@ -22,7 +22,11 @@ const maxTokenSize = 64 << 10
 type Identity struct {
 	// Subject is the "sub" claim: the user's stable identifier at the server.
 	Subject string
-	// Email is the "email" claim; trust it only with EmailVerified.
+	// User names the user toward the backend: the claim Config.Claims.User
+	// names, or Subject when the tokens lack it.
+	User string
+	// Email is the claim Config.Claims.Email names ("email" by default);
+	// trust it only with EmailVerified.
 	Email string
 	// EmailVerified is the "email_verified" claim; false when absent.
 	EmailVerified bool
@@ -30,7 +34,8 @@ type Identity struct {
 	Name string
 	// PreferredUsername is the "preferred_username" claim.
 	PreferredUsername string
-	// Groups is the "groups" claim (a list, or one string); nil when absent.
+	// Groups is the claim Config.Claims.Groups names ("groups" by default;
+	// a list, or one string); nil when absent.
 	Groups []string
 	// Claims are the remaining claims, protocol claims (iss, aud, exp,
 	// nonce, at_hash, ...) removed.
@@ -67,7 +72,7 @@ func (c *Client) VerifyIDToken(ctx context.Context, raw Secret, wantNonce Secret
 			return nil, fmt.Errorf("%w: at_hash does not match the access token", ErrInvalidIDToken)
 		}
 	}
-	id := identityFrom(claims)
+	id := c.identityFrom(claims)
 	if id.Subject == "" {
 		return nil, fmt.Errorf("%w: no sub claim", ErrInvalidIDToken)
 	}
@@ -126,31 +131,25 @@ func checkHalfHash(alg, value, want string) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
-// identityFrom reads the identity claims, tolerating the common variants
-// (email_verified as a string, groups as a single string).
-func identityFrom(claims map[string]any) *Identity {
+// identityFrom reads the identity claims through the configured claim
+// mapping, tolerating the common variants (email_verified as a string,
+// groups as a single string).
+func (c *Client) identityFrom(claims map[string]any) *Identity {
 	str := func(k string) string { s, _ := claims[k].(string); return s }
+	mapped := c.cfg.Claims
 	id := &Identity{
 		Subject:           str("sub"),
-		Email:             str("email"),
 		Name:              str("name"),
 		PreferredUsername: str("preferred_username"),
+		Groups:            claimStrings(claims, mapped.Groups),
 	}
+	id.User, _ = lookupClaim(claims, mapped.User).(string)
+	id.Email, _ = lookupClaim(claims, mapped.Email).(string)
 	switch v := claims["email_verified"].(type) {
 	case bool:
 		id.EmailVerified = v
 	case string:
 		id.EmailVerified = v == "true"
-	}
-	switch v := claims["groups"].(type) {
-	case string:
-		id.Groups = []string{v}
-	case []any:
-		for _, g := range v {
-			if s, ok := g.(string); ok {
-				id.Groups = append(id.Groups, s)
-			}
-		}
 	}
 	for k, v := range claims {
 		if !slices.Contains(protocolClaims, k) {
@@ -163,8 +162,47 @@ func identityFrom(claims map[string]any) *Identity {
 	return id
 }
 
+// lookupClaim finds a claim by name, else by a dot-separated path into
+// nested objects ("realm_access.roles"); nil when absent.
+func lookupClaim(claims map[string]any, path string) any {
+	if v, ok := claims[path]; ok {
+		return v
+	}
+	var cur any = claims
+	for part := range strings.SplitSeq(path, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		if cur, ok = obj[part]; !ok {
+			return nil
+		}
+	}
+	return cur
+}
+
+// claimStrings reads a claim that is a list of strings or one string.
+func claimStrings(claims map[string]any, path string) []string {
+	switch v := lookupClaim(claims, path).(type) {
+	case string:
+		return []string{v}
+	case []any:
+		var out []string
+		for _, g := range v {
+			if s, ok := g.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
 // merge adds what other knows and id does not (userinfo after the ID token).
 func (id *Identity) merge(other *Identity) {
+	if id.User == "" {
+		id.User = other.User
+	}
 	if id.Email == "" {
 		id.Email, id.EmailVerified = other.Email, other.EmailVerified
 	}

@@ -158,8 +158,17 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			w.errs = append(w.errs, fmt.Errorf("%s: must be a mapping (line %d)", orTop(path), n.Line))
 		}
 	case yaml.MappingNode:
+		if t.Kind() == reflect.Map {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key, val := n.Content[i], n.Content[i+1]
+				sub := join(path, key.Value)
+				w.lines[key.Line] = sub
+				w.walk(val, t.Elem(), sub)
+			}
+			return
+		}
 		if t.Kind() != reflect.Struct {
-			if t.Kind() != reflect.Map && t.Kind() != reflect.Interface {
+			if t.Kind() != reflect.Interface {
 				w.errs = append(w.errs, fmt.Errorf("%s: must not be a mapping (line %d)", orTop(path), n.Line))
 			}
 			return

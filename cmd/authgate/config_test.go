@@ -47,6 +47,18 @@ func TestValidConfig(t *testing.T) {
 	}
 }
 
+// TestAuthorizationParamsExpand: ${VAR} works inside map values too.
+func TestAuthorizationParamsExpand(t *testing.T) {
+	yaml := strings.Replace(validConfig, `  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params:\n    audience: \"${TEST_AUDIENCE}\"\n    prompt: consent", 1)
+	cfg, err := parseConfig([]byte(yaml), env(map[string]string{"TEST_AUDIENCE": "https://api.example.com"}))
+	if err != nil {
+		t.Fatalf("config refused: %v", err)
+	}
+	if got := cfg.Upstream.AuthorizationParams; got["audience"] != "https://api.example.com" || got["prompt"] != "consent" {
+		t.Errorf("authorization_params = %v, want audience expanded and prompt kept", got)
+	}
+}
+
 // TestExampleConfigIsValid keeps config.example.yaml honest.
 func TestExampleConfigIsValid(t *testing.T) {
 	data, err := os.ReadFile("../../config.example.yaml")
@@ -106,6 +118,10 @@ func TestBrokenConfigs(t *testing.T) {
 		{"bad trusted proxy", validConfig + "trusted_proxies: [10.0.0.0/8, example.com]\n", []string{"trusted_proxies[1]:", "CIDR"}},
 		{"bad login limit", validConfig + "limits:\n  logins_per_minute: -5\n", []string{"limits.logins_per_minute: must be positive"}},
 		{"bad log level", validConfig + "log:\n  level: loud\n", []string{"log.level: must be"}},
+		{"reserved authorization param", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params: {prompt: consent, redirect_uri: x}"), []string{"upstream.authorization_params.redirect_uri: is set by the gateway"}},
+		{"authorization params not a map", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params: [prompt]"), []string{"upstream.authorization_params: must not be a list"}},
+		{"unset env var in a map", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params: {audience: \"${NOT_SET_ANYWHERE}\"}"), []string{"upstream.authorization_params.audience: environment variable NOT_SET_ANYWHERE is not set"}},
+		{"unknown claims key", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  claims: {usr: email}"), []string{"upstream.claims.usr: unknown key", `did you mean "user"`}},
 		{"several problems at once", replace(`"http://127.0.0.1:8080"`, `"nope"`) + "lisen: x\n", []string{"lisen: unknown key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -107,6 +107,15 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if slices.Contains(strings.Fields(form.Get("prompt")), "none") {
+		s.mu.Lock()
+		code := s.silentError
+		s.mu.Unlock()
+		if code != "" {
+			fail(code, "the user must interact")
+			return
+		}
+	}
 	if !s.interactive {
 		user := s.users[0]
 		if req.loginHint != "" {

@@ -64,11 +64,13 @@ func (s *Server) issue(g *grant, scope, nonce string) (tokenResponse, *tokenErro
 		return tokenResponse{}, serverError
 	}
 	resp := tokenResponse{
-		AccessToken:  access,
-		TokenType:    "Bearer",
-		ExpiresIn:    int64((ttl + time.Second - 1) / time.Second),
-		RefreshToken: rand.Text(),
-		Scope:        scope,
+		AccessToken: access,
+		TokenType:   "Bearer",
+		ExpiresIn:   int64((ttl + time.Second - 1) / time.Second),
+		Scope:       scope,
+	}
+	if !s.noRefreshTokens {
+		resp.RefreshToken = rand.Text()
 	}
 	if slices.Contains(strings.Fields(scope), "openid") {
 		resp.IDToken, err = signer(s.idTokenClaims(g, now, nonce, access))
@@ -77,7 +79,9 @@ func (s *Server) issue(g *grant, scope, nonce string) (tokenResponse, *tokenErro
 		}
 	}
 	s.mu.Lock()
-	s.refreshTokens[resp.RefreshToken] = g
+	if resp.RefreshToken != "" {
+		s.refreshTokens[resp.RefreshToken] = g
+	}
 	s.accessTokens[jti] = g
 	s.mu.Unlock()
 	return resp, nil
@@ -87,18 +91,16 @@ func (s *Server) issue(g *grant, scope, nonce string) (tokenResponse, *tokenErro
 // alongside accessToken (OpenID Connect Core §2, §3.1.3.6).
 func (s *Server) idTokenClaims(g *grant, now time.Time, nonce, accessToken string) jwt.MapClaims {
 	u := g.user
-	claims := jwt.MapClaims{
-		"iss":                s.URL,
-		"sub":                u.Subject,
-		"aud":                g.clientID,
-		"iat":                now.Unix(),
-		"exp":                now.Add(s.idTokenTTL).Unix(),
-		"auth_time":          g.authTime.Unix(),
-		"at_hash":            atHash(accessToken),
-		"email":              u.Email,
-		"email_verified":     u.EmailVerified,
-		"name":               u.Name,
-		"preferred_username": u.Username,
+	claims := jwt.MapClaims(userClaims(u))
+	for k, v := range map[string]any{
+		"iss":       s.URL,
+		"aud":       g.clientID,
+		"iat":       now.Unix(),
+		"exp":       now.Add(s.idTokenTTL).Unix(),
+		"auth_time": g.authTime.Unix(),
+		"at_hash":   atHash(accessToken),
+	} {
+		claims[k] = v
 	}
 	if nonce != "" {
 		claims["nonce"] = nonce

@@ -21,6 +21,10 @@ func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	form := r.Form
 	clientID := form.Get("client_id")
+	if s.requireIDTokenHint && form.Get("post_logout_redirect_uri") != "" && form.Get("id_token_hint") == "" {
+		s.renderError(w, http.StatusInternalServerError, "id_token_hint is required with post_logout_redirect_uri.")
+		return
+	}
 	if hint := form.Get("id_token_hint"); hint != "" {
 		// RP-Initiated Logout §4: the OP must have issued the hint; it may
 		// have expired.

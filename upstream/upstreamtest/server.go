@@ -48,6 +48,13 @@ type Config struct {
 	// advertises authorization_response_iss_parameter_supported=false
 	// (RFC 9207).
 	OmitIssParameter bool
+	// NoRefreshTokens makes the token endpoint issue no refresh token, as
+	// many servers do without offline_access or prompt=consent.
+	NoRefreshTokens bool
+	// RequireIDTokenHint makes the end-session endpoint fail with a 500
+	// page when post_logout_redirect_uri comes without id_token_hint, as
+	// some servers do.
+	RequireIDTokenHint bool
 	// Now is the clock for every expiry and issue time. Nil means time.Now.
 	Now func() time.Time
 }
@@ -68,6 +75,8 @@ type Server struct {
 	interactive          bool
 	groupsInUserinfoOnly bool
 	omitIss              bool
+	noRefreshTokens      bool
+	requireIDTokenHint   bool
 	now                  func() time.Time
 	closing              chan struct{}
 	closeOnce            sync.Once
@@ -82,6 +91,7 @@ type Server struct {
 	tokenDelay     time.Duration
 	idTokenSigner  func(jwt.MapClaims) (string, error)
 	authorizeHook  func(url.Values)
+	silentError    string
 	endpointCounts map[string]int
 	grantCounts    map[string]int
 	total          int
@@ -98,6 +108,8 @@ func NewServer(cfg Config) *Server {
 		interactive:          cfg.Interactive,
 		groupsInUserinfoOnly: cfg.GroupsInUserinfoOnly,
 		omitIss:              cfg.OmitIssParameter,
+		noRefreshTokens:      cfg.NoRefreshTokens,
+		requireIDTokenHint:   cfg.RequireIDTokenHint,
 		now:                  cfg.Now,
 		closing:              make(chan struct{}),
 		pages:                template.Must(template.New("pages").Parse(pageTemplates)),
@@ -175,6 +187,17 @@ func (s *Server) SetAuthorizeResponseHook(f func(q url.Values)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.authorizeHook = f
+}
+
+// SetSilentLoginError makes a prompt=none authorization request fail with
+// the error code (login_required, consent_required, ...), as when the
+// user's login session at the server has ended. Empty: prompt=none
+// requests are approved (the non-interactive server has a session), or
+// refused with login_required (the interactive one has none).
+func (s *Server) SetSilentLoginError(code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.silentError = code
 }
 
 // SetAccessTokenTTL sets the lifetime of access tokens issued from now on.

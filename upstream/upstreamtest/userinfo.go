@@ -5,16 +5,6 @@ import (
 	"strings"
 )
 
-// userinfo is the UserInfo response (OpenID Connect Core §5.3.2).
-type userinfo struct {
-	Subject           string   `json:"sub"`
-	Email             string   `json:"email"`
-	EmailVerified     bool     `json:"email_verified"`
-	Name              string   `json:"name"`
-	PreferredUsername string   `json:"preferred_username"`
-	Groups            []string `json:"groups"`
-}
-
 // serveUserinfo is the UserInfo endpoint. It accepts only access tokens
 // this server issued, unexpired and unrevoked, in the Authorization header
 // (RFC 6750 §2.1).
@@ -32,15 +22,30 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "the access token is invalid, expired or revoked")
 		return
 	}
-	u := g.user
-	writePrivateJSON(w, http.StatusOK, userinfo{
-		Subject:           u.Subject,
-		Email:             u.Email,
-		EmailVerified:     u.EmailVerified,
-		Name:              u.Name,
-		PreferredUsername: u.Username,
-		Groups:            groupsOf(u),
-	})
+	// The UserInfo response (OpenID Connect Core §5.3.2).
+	claims := userClaims(g.user)
+	claims["groups"] = groupsOf(g.user)
+	writePrivateJSON(w, http.StatusOK, claims)
+}
+
+// userClaims are the claims about u that ID tokens and userinfo share:
+// the standard ones and u.Claims (which cannot replace them).
+func userClaims(u User) map[string]any {
+	claims := map[string]any{
+		"sub":            u.Subject,
+		"email":          u.Email,
+		"email_verified": u.EmailVerified,
+		"name":           u.Name,
+	}
+	if u.Username != "" {
+		claims["preferred_username"] = u.Username
+	}
+	for k, v := range u.Claims {
+		if _, ok := claims[k]; !ok {
+			claims[k] = v
+		}
+	}
+	return claims
 }
 
 // accessGrant returns the grant of a valid, unexpired, unrevoked access

@@ -9,7 +9,8 @@ import (
 type User struct {
 	// Subject is the stable "sub" claim.
 	Subject string
-	// Username is the login name and the "preferred_username" claim.
+	// Username is the login name and the "preferred_username" claim (left
+	// out of tokens when empty).
 	Username string
 	// Password is what the interactive login form accepts.
 	Password string
@@ -21,6 +22,10 @@ type User struct {
 	EmailVerified bool
 	// Groups is the "groups" claim; nil is sent as an empty list.
 	Groups []string
+	// Claims are further claims put in ID tokens and userinfo answers
+	// ("roles", nested objects such as {"realm_access": {"roles": [...]}}),
+	// after the standard ones, which they cannot replace.
+	Claims map[string]any
 }
 
 // Client is a registered OAuth client. Every client is confidential: it
