@@ -43,6 +43,9 @@ type Config struct {
 	EndSessionEndpoint string `yaml:"end_session_endpoint"`
 	// RevocationEndpoint overrides the discovered RFC 7009 revocation URL.
 	RevocationEndpoint string `yaml:"revocation_endpoint"`
+	// IntrospectionEndpoint overrides the discovered RFC 7662 token
+	// introspection URL, used to validate opaque caller tokens.
+	IntrospectionEndpoint string `yaml:"introspection_endpoint"`
 
 	// ClientID is this gateway's client identifier. Required.
 	ClientID string `yaml:"client_id"`
@@ -162,6 +165,7 @@ func (c *Config) Validate() error {
 		{"userinfo_endpoint", c.UserinfoEndpoint},
 		{"end_session_endpoint", c.EndSessionEndpoint},
 		{"revocation_endpoint", c.RevocationEndpoint},
+		{"introspection_endpoint", c.IntrospectionEndpoint},
 	} {
 		if u.val == "" {
 			continue

@@ -31,6 +31,9 @@ type Metadata struct {
 	// RevocationEndpoint is RFC 7009 token revocation. Empty: refresh
 	// tokens are not revoked at sign-out.
 	RevocationEndpoint string `json:"revocation_endpoint"`
+	// IntrospectionEndpoint is RFC 7662 token introspection. Empty: opaque
+	// caller tokens cannot be validated.
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
 	// CodeChallengeMethodsSupported lists the PKCE methods; S256 is sent
 	// whatever it says.
 	CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
@@ -95,11 +98,12 @@ func (c *Client) discover(ctx context.Context) (*Metadata, error) {
 	override(&m.UserinfoEndpoint, c.cfg.UserinfoEndpoint)
 	override(&m.EndSessionEndpoint, c.cfg.EndSessionEndpoint)
 	override(&m.RevocationEndpoint, c.cfg.RevocationEndpoint)
+	override(&m.IntrospectionEndpoint, c.cfg.IntrospectionEndpoint)
 	m.Issuer = c.cfg.Issuer
 	if m.AuthorizationEndpoint == "" || m.TokenEndpoint == "" {
 		return nil, errors.New("discovery: authorization_endpoint or token_endpoint missing")
 	}
-	for _, e := range []string{m.AuthorizationEndpoint, m.TokenEndpoint, m.JWKSURI, m.UserinfoEndpoint, m.EndSessionEndpoint, m.RevocationEndpoint} {
+	for _, e := range []string{m.AuthorizationEndpoint, m.TokenEndpoint, m.JWKSURI, m.UserinfoEndpoint, m.EndSessionEndpoint, m.RevocationEndpoint, m.IntrospectionEndpoint} {
 		if e == "" {
 			continue
 		}
