@@ -35,7 +35,12 @@ func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httput
 	identity := on(rt.cfg.IdentityHeaders, true)
 	passHost := on(rt.cfg.PassHostHeader, true)
 	ours := []string{s.cookies.session, s.cookies.binding}
+	var modify func(*http.Response) error
+	if rt.machine != nil {
+		modify = func(resp *http.Response) error { rt.machine.backendRefused(resp); return nil }
+	}
 	return &httputil.ReverseProxy{
+		ModifyResponse: modify,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(rt.backend)
 			if passHost {

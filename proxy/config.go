@@ -9,16 +9,22 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/authgate/authgate/upstream"
 )
 
 // Grant names, as written in a route's `grant` key.
 const (
 	GrantAuthorizationCode = "authorization_code"
+	GrantClientCredentials = "client_credentials"
 )
+
+// grants are the grants this version implements.
+var grants = []string{GrantAuthorizationCode, GrantClientCredentials}
 
 // laterGrants are the grants of the design that this version does not
 // implement yet; naming one is a configuration error, not a silent fallback.
-var laterGrants = []string{"implicit", "password", "client_credentials"}
+var laterGrants = []string{"implicit", "password"}
 
 // Config is the HTTP front's part of the configuration file (its top level).
 type Config struct {
@@ -45,6 +51,10 @@ type Config struct {
 	// AccessLog logs one line per request (method, path without query,
 	// status, duration, route). Default true.
 	AccessLog *bool `yaml:"access_log"`
+	// IntrospectionCacheTTL caps how long an introspection answer about a
+	// caller's opaque token is reused (in process and, shared by the
+	// replicas, in the store); never past the token's expiry. Default 60s.
+	IntrospectionCacheTTL time.Duration `yaml:"introspection_cache_ttl"`
 	// Limits bounds what clients may send.
 	Limits Limits `yaml:"limits"`
 	// Routes are matched in order; the first match wins. At least one.
@@ -81,8 +91,33 @@ type Route struct {
 	// Backend is the protected application's base URL, e.g.
 	// "http://127.0.0.1:8080". Required.
 	Backend string `yaml:"backend"`
-	// Grant is how users authenticate: "authorization_code". Required.
+	// Grant is how requests are authenticated: "authorization_code"
+	// (browser login) or "client_credentials" (no caller credentials: the
+	// gateway injects its own token). Required.
 	Grant string `yaml:"grant"`
+	// Scopes are requested for a client_credentials route's token.
+	// Default none.
+	Scopes []string `yaml:"scopes"`
+	// Audience is sent as "audience" with a client_credentials request when
+	// set, and is the "aud" a caller token must contain on this route.
+	Audience string `yaml:"audience"`
+	// Resource is the RFC 8707 resource indicator of a client_credentials
+	// request when set; without Audience, also the "aud" a caller token
+	// must contain.
+	Resource string `yaml:"resource"`
+	// ClientID names another client at the same authorization server for
+	// this route's client_credentials token (one gateway, several service
+	// identities). Default: upstream.client_id.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is ClientID's secret.
+	ClientSecret upstream.Secret `yaml:"client_secret"`
+	// AcceptBearer lets a caller bring its own access token in
+	// "Authorization: Bearer" instead of a session (any grant): a JWT is
+	// validated against the server's keys, an opaque token by
+	// introspection; it must name Audience (else Resource, else the client
+	// id). A valid token goes to the backend as is; an invalid one gets
+	// 401. Default false: a caller's Authorization is replaced.
+	AcceptBearer bool `yaml:"accept_bearer"`
 	// Allow restricts which authenticated users may pass. Empty: everyone
 	// the authorization server authenticates.
 	Allow Allow `yaml:"allow"`
@@ -140,6 +175,9 @@ func (c *Config) SetDefaults() {
 	}
 	c.Prefix = strings.TrimSuffix(c.Prefix, "/")
 	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+	if c.IntrospectionCacheTTL == 0 {
+		c.IntrospectionCacheTTL = time.Minute
+	}
 	l := &c.Limits
 	if l.ReadHeaderTimeout == 0 {
 		l.ReadHeaderTimeout = 10 * time.Second
@@ -198,6 +236,9 @@ func (c *Config) Validate() error {
 	if t := c.Limits.BackendResponseTimeout; t < 0 && t != -time.Second {
 		bad("limits.backend_response_timeout", "must be positive, or -1s for no limit")
 	}
+	if c.IntrospectionCacheTTL < 0 || c.IntrospectionCacheTTL > time.Hour {
+		bad("introspection_cache_ttl", "must be between 1s and 1h")
+	}
 	if c.Limits.LoginsPerMinute < -1 {
 		bad("limits.logins_per_minute", "must be positive, or -1 for no limit")
 	}
@@ -230,13 +271,34 @@ func (r *Route) validate() error {
 		bad("backend", "must not contain a query, fragment or user info")
 	}
 	switch {
-	case r.Grant == GrantAuthorizationCode:
+	case slices.Contains(grants, r.Grant):
 	case r.Grant == "":
-		bad("grant", "required: %q", GrantAuthorizationCode)
+		bad("grant", "required: one of %s", strings.Join(grants, ", "))
 	case slices.Contains(laterGrants, r.Grant):
-		bad("grant", "%q is not supported yet in this version; use %q", r.Grant, GrantAuthorizationCode)
+		bad("grant", "%q is not supported yet in this version; use one of %s", r.Grant, strings.Join(grants, ", "))
 	default:
-		bad("grant", "unknown grant %q; use %q", r.Grant, GrantAuthorizationCode)
+		bad("grant", "unknown grant %q; use one of %s", r.Grant, strings.Join(grants, ", "))
+	}
+	if r.Grant != GrantClientCredentials {
+		if len(r.Scopes) > 0 {
+			bad("scopes", "only for client_credentials routes (a login asks for upstream.scopes)")
+		}
+		if r.ClientID != "" || !r.ClientSecret.IsZero() {
+			bad("client_id", "only for client_credentials routes (logins use upstream.client_id)")
+		}
+	}
+	if !r.ClientSecret.IsZero() && r.ClientID == "" {
+		bad("client_secret", "needs client_id: the route's own client")
+	}
+	for _, f := range [...]struct{ key, val string }{{"audience", r.Audience}, {"resource", r.Resource}} {
+		if strings.ContainsAny(f.val, " \t\r\n") {
+			bad(f.key, "must be a single URI or identifier, without spaces")
+		}
+	}
+	if r.Resource != "" {
+		if u, err := url.Parse(r.Resource); err != nil || !u.IsAbs() || u.Fragment != "" {
+			bad("resource", "must be an absolute URI without a fragment (RFC 8707 §2)")
+		}
 	}
 	if !strings.HasPrefix(r.Match.PathPrefix, "/") {
 		bad("match.path_prefix", "must start with /")

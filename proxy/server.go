@@ -4,6 +4,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/authgate/authgate/session"
@@ -51,6 +53,9 @@ type Server struct {
 	// loginLimit and callbackLimit bound logins per client address
 	// (SECURITY.md 40); nil when off.
 	loginLimit, callbackLimit *limiter
+	// tokens caches machine tokens and validated caller tokens.
+	tokens               *session.TokenCache
+	introspectionWarning sync.Once
 }
 
 // cookieNames are the effective names of the gateway's cookies.
@@ -71,6 +76,11 @@ type route struct {
 	// up is the authorization server of this route's grant: a value the
 	// route holds, so routes may name different servers.
 	up *upstream.Client
+	// audience is what a caller token must be for on this route: the
+	// route's audience, else its resource, else the client id.
+	audience string
+	// machine is the client credentials authenticator; nil on other grants.
+	machine *clientCreds
 }
 
 // authenticator establishes who is calling a route; each grant has one.
@@ -101,6 +111,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	var err error
+	if s.tokens, err = deps.Sessions.NewTokenCache(s.log); err != nil {
+		return nil, err
 	}
 	s.trusted, _ = parseTrustedProxies(cfg.TrustedProxies) // validated above
 	s.loginLimit = newLimiter(cfg.Limits.LoginsPerMinute, s.now)
@@ -142,10 +156,21 @@ func (s *Server) newRoute(i int, rc Route, up *upstream.Client, transport http.R
 	if err != nil {
 		return nil, err
 	}
+	if rc.ClientID != "" {
+		if up, err = up.ForClient(rc.ClientID, rc.ClientSecret); err != nil {
+			return nil, fmt.Errorf("client_id: %w", err)
+		}
+	}
 	rt := &route{index: i, cfg: rc, backend: backend, public: rc.PublicPaths, up: up}
+	rt.audience = cmp.Or(rc.Audience, rc.Resource, up.Config().ClientID)
 	switch rc.Grant {
 	case GrantAuthorizationCode:
 		rt.auth = &codeFlow{s: s}
+	case GrantClientCredentials:
+		if rt.machine, err = s.newClientCreds(rt); err != nil {
+			return nil, err
+		}
+		rt.auth = rt.machine
 	default:
 		return nil, fmt.Errorf("grant %q not supported", rc.Grant)
 	}
@@ -193,6 +218,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	var callerToken string
+	if rt.cfg.AcceptBearer && !public {
+		callerToken = callerBearer(r.Header) // read before the strip below
+	}
 	stripIdentityHeaders(r.Header, s.trusted.fromTrustedProxy(r))
 	if up := r.Header.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
 		r.Header.Del("Upgrade") // h2c and other upgrades are not proxied (SECURITY.md 28)
@@ -207,7 +236,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errCrossSite)
 		return
 	}
-	sess, ok, err := rt.auth.authenticate(w, r, rt)
+	var sess *session.Session
+	var ok bool
+	if callerToken != "" {
+		sess, ok, err = s.authenticateBearer(w, r, rt, callerToken)
+	} else {
+		sess, ok, err = rt.auth.authenticate(w, r, rt)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
