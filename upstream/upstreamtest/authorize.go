@@ -75,6 +75,10 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	fail := func(code, description string) {
 		s.redirectError(w, r, req, code, description)
 	}
+	if !client.allowsGrant("authorization_code") {
+		fail("unauthorized_client", "the client may not use the authorization code grant")
+		return
+	}
 	// RFC 6749 §3.1: parameters must not be included more than once.
 	for _, name := range []string{"state", "response_type", "scope", "nonce", "code_challenge", "code_challenge_method", "login_hint", "prompt"} {
 		if len(form[name]) > 1 {

@@ -12,6 +12,7 @@ type metadata struct {
 	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
 	EndSessionEndpoint                string   `json:"end_session_endpoint"`
 	RevocationEndpoint                string   `json:"revocation_endpoint"`
+	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
 	ResponseTypesSupported            []string `json:"response_types_supported"`
 	ResponseModesSupported            []string `json:"response_modes_supported"`
 	GrantTypesSupported               []string `json:"grant_types_supported"`
@@ -19,7 +20,9 @@ type metadata struct {
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
 	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
+	TokenEndpointAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	RevocationAuthMethodsSupported    []string `json:"revocation_endpoint_auth_methods_supported"`
+	IntrospectionAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
 	ScopesSupported                   []string `json:"scopes_supported"`
 	ClaimsSupported                   []string `json:"claims_supported"`
 	IssParameterSupported             bool     `json:"authorization_response_iss_parameter_supported"`
@@ -27,7 +30,11 @@ type metadata struct {
 
 // serveDiscovery serves the same metadata at both well-known paths.
 func (s *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
-	authMethods := []string{"client_secret_basic", "client_secret_post"}
+	authMethods := []string{ClientSecretBasic, ClientSecretPost, PrivateKeyJWT}
+	if s.tls {
+		authMethods = append(authMethods, TLSClientAuth)
+	}
+	authMethods = append(authMethods, None)
 	writeJSON(w, http.StatusOK, metadata{
 		Issuer:                            s.URL,
 		AuthorizationEndpoint:             s.URL + "/authorize",
@@ -36,14 +43,17 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 		UserinfoEndpoint:                  s.URL + "/userinfo",
 		EndSessionEndpoint:                s.URL + "/logout",
 		RevocationEndpoint:                s.URL + "/revoke",
+		IntrospectionEndpoint:             s.URL + "/introspect",
 		ResponseTypesSupported:            []string{"code"},
 		ResponseModesSupported:            []string{"query"},
-		GrantTypesSupported:               []string{"authorization_code", "refresh_token"},
+		GrantTypesSupported:               []string{"authorization_code", "refresh_token", "client_credentials"},
 		SubjectTypesSupported:             []string{"public"},
 		CodeChallengeMethodsSupported:     []string{"S256"},
 		IDTokenSigningAlgValuesSupported:  []string{"RS256"},
 		TokenEndpointAuthMethodsSupported: authMethods,
+		TokenEndpointAuthSigningAlgs:      assertionAlgorithms,
 		RevocationAuthMethodsSupported:    authMethods,
+		IntrospectionAuthMethodsSupported: authMethods,
 		ScopesSupported:                   []string{"openid", "profile", "email", "groups", "offline_access"},
 		ClaimsSupported: []string{
 			"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash",

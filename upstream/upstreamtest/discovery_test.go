@@ -33,11 +33,13 @@ func TestDiscovery(t *testing.T) {
 				{"userinfo_endpoint", srv.URL + "/userinfo"},
 				{"end_session_endpoint", srv.URL + "/logout"},
 				{"revocation_endpoint", srv.URL + "/revoke"},
+				{"introspection_endpoint", srv.URL + "/introspect"},
 				{"response_types_supported", []any{"code"}},
-				{"grant_types_supported", []any{"authorization_code", "refresh_token"}},
+				{"grant_types_supported", []any{"authorization_code", "refresh_token", "client_credentials"}},
 				{"code_challenge_methods_supported", []any{"S256"}},
 				{"id_token_signing_alg_values_supported", []any{"RS256"}},
-				{"token_endpoint_auth_methods_supported", []any{"client_secret_basic", "client_secret_post"}},
+				{"token_endpoint_auth_methods_supported", []any{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}},
+				{"introspection_endpoint_auth_methods_supported", []any{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}},
 				{"authorization_response_iss_parameter_supported", !omitIss},
 			}
 			for _, tt := range tests {

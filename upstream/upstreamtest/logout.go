@@ -85,12 +85,9 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if g == nil {
-		if claims, err := s.verify(token, "at+jwt", true); err == nil {
-			jti, _ := claims["jti"].(string)
+		if at, ok := s.access(token, true); ok && at.grant.clientID == client.ID {
 			s.mu.Lock()
-			if ag := s.accessTokens[jti]; ag != nil && ag.clientID == client.ID {
-				s.revokedTokens[token] = true
-			}
+			s.revokedTokens[token] = true
 			s.mu.Unlock()
 		}
 	}
@@ -114,13 +111,21 @@ func (s *Server) Revoked(token string) bool {
 		return revoked
 	}
 	s.mu.Unlock()
-	claims, err := s.verify(token, "at+jwt", true)
-	if err != nil {
+	var rec *accessToken
+	if claims, err := s.verify(token, "at+jwt", true); err == nil {
+		jti, _ := claims["jti"].(string)
+		s.mu.Lock()
+		rec = s.accessTokens[jti]
+		s.mu.Unlock()
+	} else {
+		s.mu.Lock()
+		rec = s.opaqueTokens[token]
+		s.mu.Unlock()
+	}
+	if rec == nil {
 		return false
 	}
-	jti, _ := claims["jti"].(string)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.accessTokens[jti]
-	return g != nil && g.revoked
+	return rec.grant.revoked
 }

@@ -1,6 +1,8 @@
 package upstreamtest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"html/template"
 	"net"
@@ -20,11 +22,19 @@ const maxBodyBytes = 64 << 10
 type Config struct {
 	// Listener is where the server accepts connections. Nil means a fresh
 	// listener on 127.0.0.1 with a port chosen by the kernel. The issuer is
-	// "http://" + Listener.Addr().String().
+	// "http://" + Listener.Addr().String() ("https://" with TLS).
 	Listener net.Listener
+	// TLS serves HTTPS with httptest's self-signed certificate (valid for
+	// 127.0.0.1, ::1 and example.com; trust it with CertPool or use
+	// HTTPClient) and asks every client for a certificate without
+	// requiring one, as tls_client_auth (RFC 8705 §2) needs. False means
+	// plain HTTP.
+	TLS bool
 	// Clients are the registered OAuth clients. Empty means one client,
 	// {ID: "authgate", Secret: "authgate-secret"}, accepting loopback
-	// redirect URIs.
+	// redirect URIs. NewServer panics on a client whose AuthMethod lacks
+	// what it needs (a Secret, PublicKey or TLSCertificate; TLS for
+	// tls_client_auth).
 	Clients []Client
 	// Users are the accounts that can sign in. Empty means DefaultUsers().
 	// Users[0] is who the non-interactive server signs in without a
@@ -55,6 +65,10 @@ type Config struct {
 	// page when post_logout_redirect_uri comes without id_token_hint, as
 	// some servers do.
 	RequireIDTokenHint bool
+	// OpaqueAccessTokens makes access tokens random strings instead of
+	// JWTs, as many servers issue; they work at userinfo, introspection
+	// and revocation alike.
+	OpaqueAccessTokens bool
 	// Now is the clock for every expiry and issue time. Nil means time.Now.
 	Now func() time.Time
 }
@@ -77,6 +91,8 @@ type Server struct {
 	omitIss              bool
 	noRefreshTokens      bool
 	requireIDTokenHint   bool
+	opaqueAccess         bool
+	tls                  bool
 	now                  func() time.Time
 	closing              chan struct{}
 	closeOnce            sync.Once
@@ -84,11 +100,14 @@ type Server struct {
 	mu             sync.Mutex
 	keys           []*signingKey // the last one signs
 	codes          map[string]*authCode
-	refreshTokens  map[string]*grant // current, unrotated refresh tokens
-	accessTokens   map[string]*grant // by jti
-	revokedTokens  map[string]bool   // tokens named in a successful /revoke
+	refreshTokens  map[string]*grant       // current, unrotated refresh tokens
+	accessTokens   map[string]*accessToken // JWTs by jti
+	opaqueTokens   map[string]*accessToken // opaque tokens by themselves
+	revokedTokens  map[string]bool         // tokens named in a successful /revoke
+	usedAssertions map[string]time.Time    // client id and jti of client assertions, until their exp
 	accessTTL      time.Duration
 	tokenDelay     time.Duration
+	tokenDown      int // status of every /token answer; 0: normal
 	idTokenSigner  func(jwt.MapClaims) (string, error)
 	authorizeHook  func(url.Values)
 	silentError    string
@@ -110,13 +129,17 @@ func NewServer(cfg Config) *Server {
 		omitIss:              cfg.OmitIssParameter,
 		noRefreshTokens:      cfg.NoRefreshTokens,
 		requireIDTokenHint:   cfg.RequireIDTokenHint,
+		opaqueAccess:         cfg.OpaqueAccessTokens,
+		tls:                  cfg.TLS,
 		now:                  cfg.Now,
 		closing:              make(chan struct{}),
 		pages:                template.Must(template.New("pages").Parse(pageTemplates)),
 		codes:                make(map[string]*authCode),
 		refreshTokens:        make(map[string]*grant),
-		accessTokens:         make(map[string]*grant),
+		accessTokens:         make(map[string]*accessToken),
+		opaqueTokens:         make(map[string]*accessToken),
 		revokedTokens:        make(map[string]bool),
+		usedAssertions:       make(map[string]time.Time),
 		accessTTL:            cfg.AccessTokenTTL,
 		endpointCounts:       make(map[string]int),
 		grantCounts:          make(map[string]int),
@@ -124,6 +147,7 @@ func NewServer(cfg Config) *Server {
 	if len(s.clients) == 0 {
 		s.clients = []Client{{ID: "authgate", Secret: "authgate-secret"}}
 	}
+	checkClients(s.clients, s.tls)
 	if len(s.users) == 0 {
 		s.users = DefaultUsers()
 	}
@@ -151,10 +175,54 @@ func NewServer(cfg Config) *Server {
 	s.hs.Config.ReadHeaderTimeout = 10 * time.Second
 	s.hs.Config.MaxHeaderBytes = 64 << 10
 	// The issuer is fixed before the first request can arrive; httptest
-	// computes the same string in Start.
-	s.URL = "http://" + s.hs.Listener.Addr().String()
-	s.hs.Start()
+	// computes the same string in Start and StartTLS.
+	if s.tls {
+		// Verification is the token endpoint's business: it pins each
+		// client's certificate (RFC 8705 §2.2), so any is accepted here.
+		s.hs.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+		s.URL = "https://" + s.hs.Listener.Addr().String()
+		s.hs.StartTLS()
+	} else {
+		s.URL = "http://" + s.hs.Listener.Addr().String()
+		s.hs.Start()
+	}
 	return s
+}
+
+// Certificate returns the server's TLS certificate, or nil without
+// Config.TLS.
+func (s *Server) Certificate() *x509.Certificate {
+	if !s.tls {
+		return nil
+	}
+	return s.hs.Certificate()
+}
+
+// CertPool returns a pool holding the server's TLS certificate, for a
+// client's tls.Config.RootCAs, or nil without Config.TLS.
+func (s *Server) CertPool() *x509.CertPool {
+	if !s.tls {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(s.hs.Certificate())
+	return pool
+}
+
+// HTTPClient returns a new HTTP client for the server: with Config.TLS it
+// trusts the server's certificate and presents none of its own (give it
+// to upstream.New, which adds the tls_client_auth certificate). It has a
+// 10s timeout and, like the gateway's, follows no redirect.
+func (s *Server) HTTPClient() *http.Client {
+	tr := &http.Transport{}
+	if s.tls {
+		tr.TLSClientConfig = &tls.Config{RootCAs: s.CertPool()}
+	}
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // Close shuts the server down and blocks until all outstanding requests
@@ -220,9 +288,19 @@ func (s *Server) SetTokenDelay(d time.Duration) {
 	s.tokenDelay = d
 }
 
+// SetTokenEndpointDown makes the token endpoint answer every request with
+// status (such as 503) and a temporarily_unavailable error, for fault
+// tests; the request is still counted by Count and GrantCount. Zero
+// restores normal service. Other endpoints are not affected.
+func (s *Server) SetTokenEndpointDown(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokenDown = status
+}
+
 // Count returns how many requests the named endpoint has received:
-// "discovery", "jwks", "authorize", "token", "userinfo", "end_session" or
-// "revoke". Both discovery paths count as "discovery".
+// "discovery", "jwks", "authorize", "token", "userinfo", "end_session",
+// "revoke" or "introspect". Both discovery paths count as "discovery".
 func (s *Server) Count(endpoint string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -230,8 +308,8 @@ func (s *Server) Count(endpoint string) int {
 }
 
 // GrantCount returns how many token requests, successful or not, named
-// grantType as their grant_type, such as "authorization_code" or
-// "refresh_token".
+// grantType as their grant_type, such as "authorization_code",
+// "refresh_token" or "client_credentials".
 func (s *Server) GrantCount(grantType string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -258,6 +336,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/userinfo", s.endpoint("userinfo", getPost, s.serveUserinfo))
 	mux.Handle("/logout", s.endpoint("end_session", getPost, s.serveLogout))
 	mux.Handle("/revoke", s.endpoint("revoke", post, s.serveRevoke))
+	mux.Handle("/introspect", s.endpoint("introspect", post, s.serveIntrospect))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.total++

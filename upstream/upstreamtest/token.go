@@ -39,8 +39,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	grantType := r.PostForm.Get("grant_type")
 	s.mu.Lock()
 	s.grantCounts[grantType]++
-	delay := s.tokenDelay
+	delay, down := s.tokenDelay, s.tokenDown
 	s.mu.Unlock()
+	if down != 0 {
+		writeOAuthError(w, down, "temporarily_unavailable", "the token endpoint is down (SetTokenEndpointDown)")
+		return
+	}
 	if delay > 0 && !s.wait(r, delay) {
 		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the server is shutting down")
 		return
@@ -56,10 +60,19 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var resp tokenResponse
 	switch grantType {
-	case "authorization_code":
-		resp, terr = s.redeemCode(client, r.PostForm)
-	case "refresh_token":
-		resp, terr = s.refresh(client, r.PostForm)
+	case "authorization_code", "refresh_token", "client_credentials":
+		if !client.allowsGrant(grantType) {
+			terr = badRequest("unauthorized_client", "the client may not use grant_type "+grantType)
+			break
+		}
+		switch grantType {
+		case "authorization_code":
+			resp, terr = s.redeemCode(client, r.PostForm)
+		case "refresh_token":
+			resp, terr = s.refresh(client, r.PostForm)
+		default:
+			resp, terr = s.clientCredentials(client, r.PostForm)
+		}
 	case "":
 		terr = badRequest("invalid_request", "grant_type is required")
 	default:
@@ -103,41 +116,6 @@ func parsePostForm(r *http.Request) *tokenError {
 		}
 	}
 	return nil
-}
-
-// authenticateRequest authenticates the client of a token or revocation
-// request by client_secret_basic or client_secret_post (RFC 6749 §2.3.1).
-func (s *Server) authenticateRequest(r *http.Request) (Client, *tokenError) {
-	unauthorized := &tokenError{status: http.StatusUnauthorized, code: "invalid_client", description: "client authentication failed"}
-	form := r.PostForm
-	var id, secret string
-	if r.Header.Get("Authorization") != "" {
-		user, pass, ok := r.BasicAuth()
-		if !ok {
-			return Client{}, unauthorized
-		}
-		// RFC 6749 §2.3: one authentication method per request.
-		if form.Has("client_secret") {
-			return Client{}, badRequest("invalid_request", "more than one client authentication method")
-		}
-		// RFC 6749 §2.3.1: both are form-urlencoded before Basic encoding.
-		var err1, err2 error
-		id, err1 = url.QueryUnescape(user)
-		secret, err2 = url.QueryUnescape(pass)
-		if err1 != nil || err2 != nil {
-			return Client{}, unauthorized
-		}
-		if fid := form.Get("client_id"); fid != "" && fid != id {
-			return Client{}, unauthorized
-		}
-	} else {
-		id, secret = form.Get("client_id"), form.Get("client_secret")
-	}
-	c, ok := s.authenticateClient(id, secret)
-	if !ok {
-		return Client{}, unauthorized
-	}
-	return c, nil
 }
 
 // redeemCode handles grant_type=authorization_code (RFC 6749 §4.1.3,

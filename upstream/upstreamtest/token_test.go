@@ -243,7 +243,7 @@ func TestUnsupportedGrant(t *testing.T) {
 		grantType, error string
 	}{
 		{"password", "unsupported_grant_type"},
-		{"client_credentials", "unsupported_grant_type"},
+		{"urn:ietf:params:oauth:grant-type:jwt-bearer", "unsupported_grant_type"},
 		{"", "invalid_request"},
 	}
 	for _, tt := range tests {

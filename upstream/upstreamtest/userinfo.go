@@ -16,15 +16,15 @@ func (s *Server) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_request", "bearer access token required")
 		return
 	}
-	g, ok := s.accessGrant(raw)
+	at, ok := s.access(raw, false)
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="upstreamtest", error="invalid_token", error_description="the access token is invalid, expired or revoked"`)
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "the access token is invalid, expired or revoked")
 		return
 	}
 	// The UserInfo response (OpenID Connect Core §5.3.2).
-	claims := userClaims(g.user)
-	claims["groups"] = groupsOf(g.user)
+	claims := userClaims(at.grant.user)
+	claims["groups"] = groupsOf(at.grant.user)
 	writePrivateJSON(w, http.StatusOK, claims)
 }
 
@@ -46,23 +46,6 @@ func userClaims(u User) map[string]any {
 		}
 	}
 	return claims
-}
-
-// accessGrant returns the grant of a valid, unexpired, unrevoked access
-// token.
-func (s *Server) accessGrant(raw string) (*grant, bool) {
-	claims, err := s.verify(raw, "at+jwt", false)
-	if err != nil {
-		return nil, false
-	}
-	jti, _ := claims["jti"].(string)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.accessTokens[jti]
-	if g == nil || g.revoked || s.revokedTokens[raw] {
-		return nil, false
-	}
-	return g, true
 }
 
 // bearerToken returns the token of an "Authorization: Bearer" header.
