@@ -105,8 +105,8 @@ func TestMachineTokenRenewsAheadInTheBackground(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 10% of 10 min is 1 min, jittered up to 1.5 min before expiry.
-	clock.Advance(10*time.Minute - 30*time.Second)
+	// min(30 s, 10% of 10 min) before expiry, jittered up to 45 s.
+	clock.Advance(10*time.Minute - 20*time.Second)
 	srv.delay = 200 * time.Millisecond
 	start := time.Now()
 	s, err := mt.Get(context.Background())
@@ -143,7 +143,7 @@ func TestMachineTokenServerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.fail.Store(true)
-	clock.Advance(9 * time.Minute) // in the renewal window: renewals fail
+	clock.Advance(9*time.Minute + 40*time.Second) // in the renewal window: renewals fail
 	for range 5 {
 		if _, err := mt.Get(context.Background()); err != nil {
 			t.Fatalf("Get with a valid cached token while the server is down: %v", err)
