@@ -36,7 +36,13 @@ const maxBody = 1 << 20
 // Deps are the Client's collaborators.
 type Deps struct {
 	// HTTPClient makes every call. Nil: a new client with Config.Timeout and
-	// redirects disabled (never http.DefaultClient).
+	// redirects disabled (never http.DefaultClient). With client_auth
+	// tls_client_auth, New uses a copy of it whose transport (a clone of
+	// its *http.Transport, or of http.DefaultTransport when nil) presents
+	// the configured certificate; a transport that already sets
+	// TLSClientConfig.Certificates or GetClientCertificate is used as it
+	// is, and one that is no *http.Transport must present the
+	// certificate itself.
 	HTTPClient *http.Client
 	// Now is the clock for token validation. Nil: time.Now.
 	Now func() time.Time
@@ -48,6 +54,7 @@ type Deps struct {
 // and holds no request context: every method takes its own.
 type Client struct {
 	cfg  Config
+	auth clientAuth
 	http *http.Client
 	now  func() time.Time
 	log  *slog.Logger
@@ -63,14 +70,16 @@ type Client struct {
 	noRefreshWarning, userClaimWarning sync.Once
 }
 
-// New returns a Client for cfg, applying defaults and validating it. It makes
-// no network call: discovery happens on first use (or call Discover).
+// New returns a Client for cfg, applying defaults and validating it; the
+// files of client authentication are read here, once. It makes no network
+// call: discovery happens on first use (or call Discover).
 func New(cfg Config, deps Deps) (*Client, error) {
 	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
+	auth, err := cfg.check()
+	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, http: deps.HTTPClient, now: deps.Now, log: deps.Logger}
+	c := &Client{cfg: cfg, auth: auth, http: deps.HTTPClient, now: deps.Now, log: deps.Logger}
 	if c.http == nil {
 		c.http = &http.Client{
 			Timeout: cfg.Timeout,
@@ -78,6 +87,9 @@ func New(cfg Config, deps Deps) (*Client, error) {
 			// secret elsewhere; the protocol never needs one.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
+	}
+	if ta, ok := auth.(*tlsClientAuth); ok {
+		c.http = ta.httpClient(c.http)
 	}
 	if c.now == nil {
 		c.now = time.Now

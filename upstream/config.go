@@ -11,11 +11,36 @@ import (
 	"time"
 )
 
-// Client authentication methods at the token endpoint (RFC 6749 §2.3.1,
-// OpenID Connect Core §9).
+// Client authentication methods at the authorization server (RFC 6749
+// §2.3.1, OpenID Connect Core §9, RFC 7523 §2.2, RFC 8705 §2), the values
+// of Config.ClientAuth.
 const (
+	// ClientSecretBasic sends client_id and client_secret, each
+	// form-urlencoded, in an HTTP Basic Authorization header.
 	ClientSecretBasic = "client_secret_basic"
-	ClientSecretPost  = "client_secret_post"
+	// ClientSecretPost sends client_id and client_secret in the form.
+	ClientSecretPost = "client_secret_post"
+	// PrivateKeyJWT sends a JWT client assertion, signed with
+	// private_key_file or read from client_assertion_file.
+	PrivateKeyJWT = "private_key_jwt"
+	// TLSClientAuth presents a client certificate in the TLS handshake and
+	// sends client_id in the form.
+	TLSClientAuth = "tls_client_auth"
+	// ClientAuthNone is a public client: client_id in the form, no
+	// credential (PKCE protects the code).
+	ClientAuthNone = "none"
+)
+
+// clientAuthMethods are the valid values of Config.ClientAuth.
+var clientAuthMethods = []string{ClientSecretBasic, ClientSecretPost, PrivateKeyJWT, TLSClientAuth, ClientAuthNone}
+
+// Audiences of signed client assertions, the values of
+// Config.ClientAssertionAudience.
+const (
+	// AssertionAudienceIssuer is the issuer identifier.
+	AssertionAudienceIssuer = "issuer"
+	// AssertionAudienceTokenEndpoint is the token endpoint URL.
+	AssertionAudienceTokenEndpoint = "token_endpoint"
 )
 
 // Config describes one authorization server and this gateway's registration
@@ -49,11 +74,56 @@ type Config struct {
 
 	// ClientID is this gateway's client identifier. Required.
 	ClientID string `yaml:"client_id"`
-	// ClientSecret is the client secret; empty for a public client.
+	// ClientSecret is the client secret of client_secret_basic and
+	// client_secret_post, required with them and refused with the other
+	// methods.
 	ClientSecret Secret `yaml:"client_secret"`
-	// ClientAuth is how the client authenticates at the token endpoint:
-	// "client_secret_basic" (the default) or "client_secret_post".
+	// ClientAuth is how the client authenticates on every call to the
+	// authorization server (code exchange, refresh, revocation,
+	// introspection, client credentials): client_secret_basic,
+	// client_secret_post, private_key_jwt (RFC 7523 §2.2, with
+	// private_key_file or client_assertion_file), tls_client_auth
+	// (RFC 8705 §2, with tls_client_cert_file and tls_client_key_file) or
+	// none (a public client). Default: client_secret_basic when
+	// client_secret is set, else none; a client_secret_basic or
+	// client_secret_post without client_secret is an error.
 	ClientAuth string `yaml:"client_auth"`
+	// PrivateKeyFile is the PEM private key (PKCS#8, PKCS#1 RSA or SEC1
+	// EC; unencrypted) that signs the client assertions of
+	// private_key_jwt: RSA of at least 2048 bits, or EC P-256. It is read
+	// once, at start-up. Each assertion has iss and sub set to client_id,
+	// aud (see client_assertion_audience), a random jti, iat, and an exp
+	// 60s later.
+	PrivateKeyFile string `yaml:"private_key_file"`
+	// PrivateKeyID is the "kid" header of the signed assertions. Default:
+	// the RFC 7638 JWK thumbprint (SHA-256, base64url) of the public key.
+	PrivateKeyID string `yaml:"private_key_id"`
+	// PrivateKeyAlgorithm is the JWS algorithm of the signed assertions:
+	// RS256 or PS256 with an RSA key, ES256 with a P-256 key. Default:
+	// RS256 for RSA, ES256 for EC.
+	PrivateKeyAlgorithm string `yaml:"private_key_algorithm"`
+	// ClientAssertionAudience is the "aud" of the signed assertions, on
+	// every call: "issuer" (the issuer identifier, the default when issuer
+	// is set, as RFC 7523bis requires) or "token_endpoint" (the token
+	// endpoint URL, as OpenID Connect Core §9 reads; the default without
+	// issuer).
+	ClientAssertionAudience string `yaml:"client_assertion_audience"`
+	// ClientAssertionFile is, instead of private_key_file, a file holding
+	// a ready client assertion (a JWT, e.g. a Kubernetes projected
+	// service-account token for workload identity federation), sent as
+	// is. It is checked at start-up and re-read whenever its size,
+	// modification time or inode changes (the path is stat'ed on each
+	// call); whoever rotates it must replace it atomically, as Kubernetes'
+	// symlink swap does.
+	ClientAssertionFile string `yaml:"client_assertion_file"`
+	// TLSClientCertFile is the PEM client certificate (leaf first, then
+	// any intermediates) of tls_client_auth, presented on every TLS
+	// connection to the authorization server. Re-read when it or
+	// TLSClientKeyFile changes; a pair that does not load keeps the last
+	// good one in use. With Deps.HTTPClient set, see Deps.
+	TLSClientCertFile string `yaml:"tls_client_cert_file"`
+	// TLSClientKeyFile is the PEM private key of TLSClientCertFile.
+	TLSClientKeyFile string `yaml:"tls_client_key_file"`
 	// Scopes are requested at the authorize endpoint. Default: openid, email,
 	// profile.
 	Scopes []string `yaml:"scopes"`
@@ -120,7 +190,19 @@ var defaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "P
 // SetDefaults fills the zero fields that have a default.
 func (c *Config) SetDefaults() {
 	if c.ClientAuth == "" {
+		// An unset method with no secret is a public client, as before
+		// client_auth had other values; a secret method named explicitly
+		// without a secret is an error (Validate), not a silent downgrade.
 		c.ClientAuth = ClientSecretBasic
+		if c.ClientSecret.IsZero() {
+			c.ClientAuth = ClientAuthNone
+		}
+	}
+	if c.ClientAssertionAudience == "" && c.ClientAuth == PrivateKeyJWT && c.PrivateKeyFile != "" {
+		c.ClientAssertionAudience = AssertionAudienceIssuer
+		if c.Issuer == "" {
+			c.ClientAssertionAudience = AssertionAudienceTokenEndpoint
+		}
 	}
 	if len(c.Scopes) == 0 {
 		c.Scopes = []string{"openid", "email", "profile"}
@@ -145,8 +227,19 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// Validate reports every problem in c, each prefixed with its key.
+// Validate reports every problem in c, each prefixed with its key. It reads
+// the files client authentication names (private_key_file,
+// client_assertion_file, tls_client_cert_file, tls_client_key_file), so
+// that one that is missing or does not parse fails at start-up; no error
+// shows their contents.
 func (c *Config) Validate() error {
+	_, err := c.check()
+	return err
+}
+
+// check validates c and returns its client authentication, built from the
+// files it names; nil when there is any error.
+func (c *Config) check() (clientAuth, error) {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
@@ -177,9 +270,8 @@ func (c *Config) Validate() error {
 	if c.ClientID == "" {
 		bad("client_id", "required: the client id registered at the authorization server")
 	}
-	if c.ClientAuth != ClientSecretBasic && c.ClientAuth != ClientSecretPost {
-		bad("client_auth", "must be %q or %q, got %q", ClientSecretBasic, ClientSecretPost, c.ClientAuth)
-	}
+	auth, authErrs := newClientAuth(c)
+	errs = append(errs, authErrs...)
 	for i, alg := range c.IDTokenAlgorithms {
 		if !slices.Contains(defaultAlgorithms, alg) {
 			bad(fmt.Sprintf("id_token_algorithms[%d]", i), "%q is not allowed (use one of %s)", alg, strings.Join(defaultAlgorithms, ", "))
@@ -203,7 +295,10 @@ func (c *Config) Validate() error {
 			bad(m.key, "%q is not a claim name or a dot-separated path such as realm_access.roles", v)
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return auth, nil
 }
 
 // checkEndpoint accepts absolute https URLs, and http URLs on loopback hosts

@@ -14,8 +14,14 @@ func TestConfigSetDefaults(t *testing.T) {
 	cfg.Issuer = "https://idp.example.com/"
 	cfg.SetDefaults()
 
-	if got, want := cfg.ClientAuth, upstream.ClientSecretBasic; got != want {
-		t.Errorf("ClientAuth: got %q, want %q", got, want)
+	// No secret: a public client. With one: client_secret_basic.
+	if got, want := cfg.ClientAuth, upstream.ClientAuthNone; got != want {
+		t.Errorf("ClientAuth without client_secret: got %q, want %q", got, want)
+	}
+	withSecret := upstream.Config{ClientSecret: "s"}
+	withSecret.SetDefaults()
+	if got, want := withSecret.ClientAuth, upstream.ClientSecretBasic; got != want {
+		t.Errorf("ClientAuth with client_secret: got %q, want %q", got, want)
 	}
 	if got, want := cfg.Scopes, []string{"openid", "email", "profile"}; !slices.Equal(got, want) {
 		t.Errorf("Scopes: got %q, want %q", got, want)
@@ -106,7 +112,7 @@ func TestConfigValidate(t *testing.T) {
 		{"issuer with user info", func(c *upstream.Config) { c.Issuer = "https://user:pw@idp.example.com" }, "issuer"},
 		{"issuer with fragment", func(c *upstream.Config) { c.Issuer = "https://idp.example.com#x" }, "issuer"},
 		{"javascript token endpoint", func(c *upstream.Config) { c.TokenEndpoint = "javascript:alert(1)" }, "token_endpoint"},
-		{"bad client_auth", func(c *upstream.Config) { c.ClientAuth = "private_key_jwt" }, "client_auth"},
+		{"bad client_auth", func(c *upstream.Config) { c.ClientAuth = "client_secret_jwt" }, "client_auth"},
 		{"alg none", func(c *upstream.Config) { c.IDTokenAlgorithms = []string{"none"} }, "id_token_algorithms"},
 		{"alg HS256", func(c *upstream.Config) { c.IDTokenAlgorithms = []string{"RS256", "HS256"} }, "id_token_algorithms"},
 		{"alg lowercase rs256", func(c *upstream.Config) { c.IDTokenAlgorithms = []string{"rs256"} }, "id_token_algorithms"},

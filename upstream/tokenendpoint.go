@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -145,12 +144,16 @@ func parseExpiresIn(raw json.RawMessage) int64 {
 	return n
 }
 
-// sensitiveParams are the token request parameters that are credentials.
-var sensitiveParams = [...]string{"code", "code_verifier", "refresh_token", "password", "client_secret", "client_assertion"}
+// sensitiveParams are the parameters of calls to the authorization server
+// that are credentials: grants, client credentials (the client_assertion
+// JWT, signed or read from client_assertion_file, is one until it
+// expires), and the token of revocation and introspection.
+var sensitiveParams = [...]string{"code", "code_verifier", "refresh_token", "password", "client_secret", "client_assertion", "token"}
 
-// redact returns s, at most n bytes of it, with every credential the token
-// request carried (the form's sensitive parameters, the client secret, the
-// Basic credential; as sent and URL-encoded) replaced by "[redacted]".
+// redact returns s, at most n bytes of it, with every credential the
+// request carried (the form's sensitive parameters, the client assertion
+// among them, the client secret, the Basic credential; as sent and
+// URL-encoded) replaced by "[redacted]".
 // One pass over a bounded prefix: s comes from the server, the code and
 // password from the user, so neither may make this slow.
 func (c *Client) redact(s string, form url.Values, n int) string {
@@ -171,7 +174,7 @@ func (c *Client) redact(s string, form url.Values, n int) string {
 	if !c.cfg.ClientSecret.IsZero() {
 		add(c.cfg.ClientSecret.Reveal())
 		if c.cfg.ClientAuth == ClientSecretBasic {
-			add(base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(c.cfg.ClientID) + ":" + url.QueryEscape(c.cfg.ClientSecret.Reveal()))))
+			add(basicCredential(c.cfg.ClientID, c.cfg.ClientSecret))
 		}
 	}
 	// Longest first: it wins where two start alike. One pass over the
@@ -214,28 +217,29 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// postForm POSTs form to endpoint with this client's authentication
-// (RFC 6749 §2.3.1) and returns the status and the size-limited body.
+// postForm POSTs form to endpoint, a URL of the authorization server, with
+// this client's authentication, and returns the status and the
+// size-limited body. The credentials are added to form, so that redact
+// finds them there.
 func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values) (int, []byte, error) {
+	m, err := c.Metadata(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	switch {
-	case c.cfg.ClientSecret.IsZero():
-		form.Set("client_id", c.cfg.ClientID) // public client, RFC 6749 §3.2.1
-	case c.cfg.ClientAuth == ClientSecretPost:
-		form.Set("client_id", c.cfg.ClientID)
-		form.Set("client_secret", c.cfg.ClientSecret.Reveal())
+	header := http.Header{
+		"Content-Type": {"application/x-www-form-urlencoded"},
+		"Accept":       {"application/json"},
+	}
+	if err := c.auth.authenticate(form, header, authCall{tokenEndpoint: m.TokenEndpoint, now: c.now()}); err != nil {
+		return 0, nil, fmt.Errorf("client authentication: %w", err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return 0, nil, fmt.Errorf("build request: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if !c.cfg.ClientSecret.IsZero() && c.cfg.ClientAuth == ClientSecretBasic {
-		// Both parts form-urlencoded before Basic encoding (§2.3.1).
-		req.SetBasicAuth(url.QueryEscape(c.cfg.ClientID), url.QueryEscape(c.cfg.ClientSecret.Reveal()))
-	}
+	req.Header = header
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, nil, unreachable(err)

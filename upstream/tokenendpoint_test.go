@@ -343,7 +343,8 @@ func TestTokenRequestForm(t *testing.T) {
 	}{
 		{"basic", oddSecret, upstream.ClientSecretBasic, true, false},
 		{"post", oddSecret, upstream.ClientSecretPost, false, true},
-		{"public client", "", upstream.ClientSecretBasic, false, false},
+		{"public client", "", upstream.ClientAuthNone, false, false},
+		{"client_auth unset without a secret is a public client", "", "", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
