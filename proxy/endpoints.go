@@ -185,35 +185,17 @@ func subjectOf(s *session.Session) string {
 	return s.Subject
 }
 
-// finishSignOut clears the cookie and sends the browser on: to the
-// authorization server's end_session_endpoint when it has one, else to rd.
-// With the ended session's ID token, a browser gets a page that posts it
-// there as id_token_hint (servers may require it; a POST keeps the token
-// out of URLs, history and access logs); without one, or for an API
-// client, a 303 carries client_id alone.
+// finishSignOut clears the cookie and redirects: to the authorization
+// server's end_session_endpoint when it has one (with the ended session's
+// ID token as id_token_hint, which servers may require), else to rd.
 func (s *Server) finishSignOut(w http.ResponseWriter, r *http.Request, rd string, idToken upstream.Secret) {
 	s.clearCookie(w, s.cookies.session)
 	noStore(w.Header())
 	target, end := s.signOutRequest(r, rd, idToken)
-	if end == nil {
-		http.Redirect(w, r, target, http.StatusSeeOther)
-		return
+	if end != nil {
+		target = end.URL()
 	}
-	if end.IDTokenHint.IsZero() || !wantsHTML(r) {
-		http.Redirect(w, r, end.URL(), http.StatusSeeOther)
-		return
-	}
-	fields := map[string]string{"id_token_hint": end.IDTokenHint.Reveal()}
-	for k := range end.Params {
-		fields[k] = end.Params.Get(k)
-	}
-	s.render(w, r, http.StatusOK, pageData{
-		Title:      "Signing out",
-		Message:    "Signing you out at the authorization server…",
-		Form:       &pageForm{Action: end.Endpoint, Button: "Continue", Fields: fields},
-		AutoSubmit: true,
-		formTarget: origin(end.Endpoint),
-	})
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 // signOutTarget is where a sign-out sends the browser: the authorization

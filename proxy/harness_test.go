@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"html"
 	"io"
 	"log/slog"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -297,42 +295,26 @@ func (b *browser) authorize(t testing.TB, authURL *url.URL) *url.URL {
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
-// logoutRequest is where a sign-out's answer sends the browser next: the
-// 303 to end_session (GET), or the page that posts the ID token there.
+// logoutRequest is where a sign-out's 303 sends the browser next: the
+// end_session_endpoint (or rd) and its parameters.
 type logoutRequest struct {
 	method   string
-	endpoint *url.URL // without the parameters for POST
+	endpoint *url.URL
 	params   url.Values
 }
 
 // readLogout reads a POST /oauth2/sign_out answer.
 func readLogout(t testing.TB, resp *http.Response, body string) logoutRequest {
 	t.Helper()
-	switch resp.StatusCode {
-	case http.StatusSeeOther:
-		u, err := url.Parse(resp.Header.Get("Location"))
-		if err != nil {
-			t.Fatalf("sign-out Location %q: %v", resp.Header.Get("Location"), err)
-		}
-		return logoutRequest{method: http.MethodGet, endpoint: u, params: u.Query()}
-	case http.StatusOK:
-		action := html.UnescapeString(between(body, `<form method="post" action="`, `"`))
-		u, err := url.Parse(action)
-		if action == "" || err != nil {
-			t.Fatalf("sign-out page has no form: %s", body)
-		}
-		params := url.Values{}
-		for _, m := range hiddenInput.FindAllStringSubmatch(body, -1) {
-			params.Add(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
-		}
-		return logoutRequest{method: http.MethodPost, endpoint: u, params: params}
-	default:
-		t.Fatalf("sign-out: got %d, want 303 or the 200 page that posts to end_session; body: %s", resp.StatusCode, body)
-		return logoutRequest{}
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out: got %d, want 303; body: %s", resp.StatusCode, body)
 	}
+	u, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatalf("sign-out Location %q: %v", resp.Header.Get("Location"), err)
+	}
+	return logoutRequest{method: http.MethodGet, endpoint: u, params: u.Query()}
 }
-
-var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)">`)
 
 // postForm builds a form POST.
 func postForm(t testing.TB, u string, form url.Values) *http.Request {

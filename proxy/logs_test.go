@@ -58,7 +58,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, body = b.noFollow().do(t, req)
 	if lr := readLogout(t, resp, body); lr.params.Get("id_token_hint") == "" {
-		t.Fatalf("sign-out: got %d %s %s, want the page that posts the ID token hint", resp.StatusCode, lr.method, lr.endpoint)
+		t.Fatalf("sign-out: got %d %s %s, want the redirect with the ID token hint", resp.StatusCode, lr.method, lr.endpoint)
 	}
 	// A gateway whose token endpoint fails, so errors get logged.
 	bad := e.gateway(gatewayOptions{mutate: func(_ *proxy.Config, _ *session.Config, uc *upstream.Config) {

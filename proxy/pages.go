@@ -46,12 +46,8 @@ type pageData struct {
 	Form                   *pageForm
 	Status                 int
 	CSS                    template.CSS
-	// AutoSubmit posts Form as soon as the page loads (a button remains
-	// for browsers without script).
-	AutoSubmit bool
-	Script     template.JS
 	// formTarget is an origin, besides the gateway's own, that the form's
-	// POST may go or be redirected to (CSP form-action).
+	// POST may be redirected to (CSP form-action).
 	formTarget string
 }
 
@@ -97,9 +93,6 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, d pa
 	}
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	csp := pageCSP
-	if d.AutoSubmit {
-		csp, d.Script = autoSubmitCSP, template.JS(autoSubmitJS)
-	}
 	if d.formTarget != "" {
 		csp = strings.Replace(csp, "form-action 'self'", "form-action 'self' "+d.formTarget, 1)
 	}

@@ -43,8 +43,11 @@ func (c *Client) ClientCredentials(ctx context.Context, r ClientCredentialsReque
 
 // ForClient returns a Client for another registration (id and secret) at
 // the same authorization server: one gateway, several service identities.
+// It authenticates with the secret (client_secret_basic), whatever c uses.
 func (c *Client) ForClient(id string, secret Secret) (*Client, error) {
 	cfg := c.cfg
-	cfg.ClientID, cfg.ClientSecret = id, secret
+	cfg.ClientID, cfg.ClientSecret, cfg.ClientAuth = id, secret, ""
+	cfg.PrivateKeyFile, cfg.PrivateKeyID, cfg.PrivateKeyAlgorithm, cfg.ClientAssertionFile, cfg.ClientAssertionAudience = "", "", "", "", ""
+	cfg.TLSClientCertFile, cfg.TLSClientKeyFile = "", ""
 	return New(cfg, Deps{HTTPClient: c.http, Now: c.now, Logger: c.log})
 }

@@ -15,14 +15,28 @@ type EndSession struct {
 	// Params are client_id and, when set, post_logout_redirect_uri.
 	Params url.Values
 	// IDTokenHint is the session's ID token, which several servers require
-	// before they honour post_logout_redirect_uri (§2: RECOMMENDED). It is
-	// a token, so it is sent only in the body of a POST (§2 makes the OP
-	// accept POST), never in a URL; empty when the session is gone.
+	// before they honour post_logout_redirect_uri (§2: RECOMMENDED); empty
+	// when the session is gone.
 	IDTokenHint Secret
 }
 
-// URL is the GET form of the request, without the ID token hint.
-func (e *EndSession) URL() string { return appendQuery(e.Endpoint, e.Params) }
+// URL is the request as the browser's GET, the hint included. A GET it
+// must be: the server finds its own login session by a cookie that
+// browsers send cross-site on top-level GET navigations only
+// (SameSite=Lax), which is why oidc-provider refuses POST here by default.
+// The hint is an ID token for this client, not a credential for any API,
+// and its session is already deleted when the browser goes there.
+func (e *EndSession) URL() string {
+	q := e.Params
+	if !e.IDTokenHint.IsZero() {
+		q = url.Values{}
+		for k, v := range e.Params {
+			q[k] = v
+		}
+		q.Set("id_token_hint", e.IDTokenHint.Reveal())
+	}
+	return appendQuery(e.Endpoint, q)
+}
 
 // EndSession returns the RP-initiated logout request for a session whose
 // ID token is idToken (empty when unknown), or nil when the server has no

@@ -1,0 +1,240 @@
+package interop_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// authgateBin is the gateway binary the tests run, built once by TestMain
+// from this checkout: the interop tests drive real authgate processes,
+// config file, wiring and all.
+var authgateBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "authgate-interop")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	authgateBin = filepath.Join(dir, "authgate")
+	build := exec.Command("go", "build", "-o", authgateBin, "../cmd/authgate")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "interop: building authgate:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cookieSecret is the test gateways' cookie key.
+var cookieSecret = base64.StdEncoding.EncodeToString([]byte("interop-cookie-secret-32-bytes!!"))
+
+// gateway is one running authgate process.
+type gateway struct {
+	// URL is its public_url, http://127.0.0.1:port.
+	URL  string
+	logs *syncBuffer
+}
+
+// freeAddr returns a loopback address nobody listens on right now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startGateway runs authgate with the config that body returns for its
+// public URL (the YAML after listen and public_url), waits until /readyz
+// says the store and the authorization server are there, and stops it at
+// the end of the test. Secrets come from the environment, as in
+// production: ${COOKIE_SECRET} and ${CLIENT_SECRET}.
+func startGateway(t testing.TB, clientSecret string, body func(publicURL string) string) *gateway {
+	t.Helper()
+	return startGatewayAt(t, freeAddr(t), clientSecret, body)
+}
+
+// startGatewayAt is startGateway listening on addr.
+func startGatewayAt(t testing.TB, addr, clientSecret string, body func(publicURL string) string) *gateway {
+	t.Helper()
+	g := &gateway{URL: "http://" + addr, logs: &syncBuffer{}}
+	cfg := fmt.Sprintf("listen: %q\npublic_url: %q\nlog: {level: debug}\n", addr, g.URL) + body(g.URL)
+	path := filepath.Join(t.TempDir(), "authgate.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(authgateBin, "-config", path)
+	cmd.Env = append(os.Environ(), "COOKIE_SECRET="+cookieSecret, "CLIENT_SECRET="+clientSecret)
+	cmd.Stdout, cmd.Stderr = g.logs, g.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("authgate log:\n%s\nconfig:\n%s", g.logs, cfg)
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-done:
+			t.Fatalf("authgate exited at start-up:\n%s\nconfig:\n%s", g.logs, cfg)
+		default:
+		}
+		resp, err := http.Get(g.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return g
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("authgate not ready after 20s:\n%s", g.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Logs returns what the gateway logged so far.
+func (g *gateway) Logs() string { return g.logs.String() }
+
+// logLines returns the log lines containing every one of subs.
+func (g *gateway) logLines(subs ...string) []string {
+	var out []string
+	for l := range strings.SplitSeq(g.Logs(), "\n") {
+		ok := true
+		for _, s := range subs {
+			ok = ok && strings.Contains(l, s)
+		}
+		if ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// syncBuffer collects a process's output.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
+
+// backend is the protected application: it answers with the bearer token
+// and identity headers it received, and records them.
+type backend struct {
+	URL  string
+	mu   sync.Mutex
+	last http.Header
+	n    int
+}
+
+func newBackend(t testing.TB) *backend {
+	b := &backend{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		b.last, b.n = r.Header.Clone(), b.n+1
+		b.mu.Unlock()
+		fmt.Fprintf(w, "hello %s", r.Header.Get("X-Forwarded-User"))
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	b.URL = "http://" + ln.Addr().String()
+	return b
+}
+
+// lastHeader returns the headers of the backend's last request.
+func (b *backend) lastHeader(t testing.TB) http.Header {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last == nil {
+		t.Fatal("the backend received no request")
+	}
+	return b.last
+}
+
+func (b *backend) count() int { b.mu.Lock(); defer b.mu.Unlock(); return b.n }
+
+// browser is a cookie-keeping client that asks for HTML, as a browser's
+// navigation does, and follows no redirect by itself.
+type browser struct{ *http.Client }
+
+func newBrowser() *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{&http.Client{
+		Jar:           jar,
+		Timeout:       15 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport:     htmlTransport{},
+	}}
+}
+
+type htmlTransport struct{}
+
+func (htmlTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Accept") == "" {
+		r.Header.Set("Accept", "text/html,application/xhtml+xml")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// get fetches u and returns the answer with its body read.
+func (b *browser) get(t testing.TB, u string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.do(t, req)
+}
+
+func (b *browser) do(t testing.TB, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := b.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp, string(body)
+}
