@@ -148,7 +148,7 @@ func TestOIDCProviderPromptConsent(t *testing.T) {
 	g, op, be := gatewayFor(t, oidcprovider.Config{TTL: oidcprovider.TTL{AccessToken: ttl}}, "  authorization_params: { prompt: consent }")
 	b := newBrowser()
 	login(t, op, g, b, "/", "alice")
-	if n := len(g.logLines("issued no refresh token")); n != 0 {
+	if n := len(g.logLinesNow("issued no refresh token")); n != 0 {
 		t.Errorf("warned about a missing refresh token although prompt=consent brought one")
 	}
 	first := be.lastHeader(t).Get("Authorization")

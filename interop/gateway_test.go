@@ -126,8 +126,21 @@ func startGatewayAt(t testing.TB, addr, clientSecret string, body func(publicURL
 // Logs returns what the gateway logged so far.
 func (g *gateway) Logs() string { return g.logs.String() }
 
-// logLines returns the log lines containing every one of subs.
+// logLines returns the log lines containing every one of subs, waiting up
+// to a second for at least one: the process writes its log through a pipe,
+// so a line may trail the response it belongs to.
 func (g *gateway) logLines(subs ...string) []string {
+	deadline := time.Now().Add(time.Second)
+	for {
+		if l := g.logLinesNow(subs...); len(l) > 0 || time.Now().After(deadline) {
+			return l
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logLinesNow is logLines without waiting.
+func (g *gateway) logLinesNow(subs ...string) []string {
 	var out []string
 	for l := range strings.SplitSeq(g.Logs(), "\n") {
 		ok := true

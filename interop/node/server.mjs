@@ -3,7 +3,7 @@
 //
 //   { "clients": [...], "accounts": [...], "ttl": {...}, "features": {...},
 //     "claims": {...}, "scopes": [...], "requireIdTokenHint": false,
-//     "grants": [...], "extra": {...} }
+//     "resourceServers": {...}, "grants": [...], "extra": {...} }
 //
 // It listens on 127.0.0.1 with a port the kernel picks, builds the issuer
 // from it, and prints one line {"issuer": "..."} when ready. It exits
@@ -64,8 +64,22 @@ function esc(s) {
 const ttl = {};
 for (const [k, v] of Object.entries(cfg.ttl ?? {})) ttl[k] = v;
 
+// Resource servers for RFC 8707 resource indicators, by indicator:
+// { scope, accessTokenFormat: "jwt" | "opaque", audience? }.
+const resourceServers = cfg.resourceServers ?? {};
+
 const features = merge({
   devInteractions: { enabled: false },
+  resourceIndicators: {
+    enabled: true,
+    async getResourceServerInfo(ctx, indicator) {
+      const rs = resourceServers[indicator];
+      if (!rs) throw new errors.InvalidTarget();
+      const info = { scope: rs.scope ?? '', accessTokenFormat: rs.accessTokenFormat ?? 'jwt', audience: rs.audience ?? indicator };
+      if (info.accessTokenFormat === 'jwt') info.jwt = { sign: { alg: 'RS256' } };
+      return info;
+    },
+  },
   revocation: { enabled: true },
   rpInitiatedLogout: {
     enabled: true,

@@ -97,11 +97,24 @@ type Config struct {
 	// post_logout_redirect_uri without id_token_hint fail with a 500 page,
 	// as some servers do.
 	RequireIDTokenHint bool
+	// ResourceServers are the RFC 8707 resource indicators the server
+	// knows, each with the scope it grants and its token format.
+	ResourceServers map[string]ResourceServer
 	// Grants names modules of interop/node/grants to load (grant types
 	// oidc-provider lacks, registered through registerGrantType).
 	Grants []string
 	// Extra are further Provider configuration keys, deep-merged.
 	Extra map[string]any
+}
+
+// ResourceServer is an API the server issues tokens for.
+type ResourceServer struct {
+	// Scope is the space-separated scope it grants.
+	Scope string `json:"scope,omitempty"`
+	// AccessTokenFormat is "jwt" (the default) or "opaque".
+	AccessTokenFormat string `json:"accessTokenFormat,omitempty"`
+	// Audience is the tokens' aud; default the indicator itself.
+	Audience string `json:"audience,omitempty"`
 }
 
 // DefaultClient is the confidential client authgate / authgate-secret
@@ -152,7 +165,7 @@ func Start(t testing.TB, cfg Config) *Server {
 	}
 	doc := map[string]any{
 		"clients": cfg.Clients, "accounts": cfg.Accounts, "features": cfg.Features, "scopes": cfg.Scopes,
-		"requireIdTokenHint": cfg.RequireIDTokenHint, "grants": cfg.Grants, "extra": cfg.Extra, "ttl": cfg.TTL.seconds(),
+		"requireIdTokenHint": cfg.RequireIDTokenHint, "grants": cfg.Grants, "resourceServers": cfg.ResourceServers, "extra": cfg.Extra, "ttl": cfg.TTL.seconds(),
 	}
 	if cfg.Claims != nil {
 		doc["claims"] = cfg.Claims
