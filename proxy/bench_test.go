@@ -1,11 +1,13 @@
 package proxy_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
+	"github.com/authgate/authgate/upstream/upstreamtest"
 )
 
 // The hot path, end to end over loopback: client → gateway (cookie decode,
@@ -83,6 +86,33 @@ func BenchmarkGatewayClientCredentials(b *testing.B) {
 		pc.Routes[0].Grant = proxy.GrantClientCredentials
 	}})
 	run(b, &http.Client{}, g.URL+"/app")
+}
+
+// BenchmarkGatewayCallerOpaque: a caller's opaque token, its introspection
+// answer cached (in process; Redis only on a miss).
+func BenchmarkGatewayCallerOpaque(b *testing.B) {
+	e := newEnv(b, envOptions{idp: upstreamtest.Config{OpaqueAccessTokens: true}})
+	e.backend.Config.Handler = quietHandler()
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+		off := false
+		pc.AccessLog = &off
+		pc.Routes[0].AcceptBearer = true
+		pc.Routes[0].Audience = "urn:orders"
+		pc.IntrospectionCacheTTL = time.Hour
+	}})
+	req, _ := http.NewRequest(http.MethodPost, e.idp.URL+"/token", strings.NewReader("grant_type=client_credentials&audience=urn%3Aorders"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("authgate", clientSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tr)
+	resp.Body.Close()
+	runWith(b, &http.Client{}, g.URL+"/app", "Authorization", "Bearer "+tr.AccessToken)
 }
 
 func run(b *testing.B, c *http.Client, u string, cookie ...string) {
