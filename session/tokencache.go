@@ -232,7 +232,10 @@ func (t *MachineToken) refill(ctx context.Context, wait bool) (*machineEntry, er
 			return e, err
 		}
 		if !errors.Is(err, ErrLocked) {
-			return nil, t.failed(fmt.Errorf("machine token: %w", err))
+			// The store is down: fetch for this replica alone rather than
+			// fail requests the token endpoint could serve.
+			t.c.log.Warn("machine token: the store is unavailable, fetching without the fleet's lock", "error", err.Error())
+			return t.fetchLocked(ctx)
 		}
 		if !wait {
 			return t.cur.Load(), nil // another replica renews; adopt it later

@@ -227,3 +227,18 @@ func TestCallerCacheBoundedAndExpiring(t *testing.T) {
 		t.Errorf("caller cache holds %d entries, bound %d", n, callerEntries)
 	}
 }
+
+// TestMachineTokenStoreDown: with Redis down the token is still fetched
+// (per replica, unshared): a store blip does not stop service-to-service
+// calls the token endpoint can serve.
+func TestMachineTokenStoreDown(t *testing.T) {
+	store, srv := redisStore(t)
+	clock := newFakeClock()
+	ts := &tokenServer{clock: clock, ttl: time.Hour}
+	mt := machineFleet(t, store, clock, ts, 1)[0]
+	srv.Stop()
+	s, err := mt.Get(context.Background())
+	if err != nil || s.Token.AccessToken == "" {
+		t.Fatalf("Get with Redis down: %v, want a token from the token endpoint", err)
+	}
+}
