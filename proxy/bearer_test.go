@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -175,5 +176,28 @@ func TestCallerTokenNotAcceptedWithoutAcceptBearer(t *testing.T) {
 	tok := signAT(t, e, accessClaims(e, "authgate"), "at+jwt")
 	if resp, _ := apiCall(t, g, "/x", tok); resp.StatusCode != http.StatusUnauthorized || e.backend.count() != 0 {
 		t.Errorf("caller token on a route without accept_bearer: got %d, backend calls %d; want 401 and none", resp.StatusCode, e.backend.count())
+	}
+}
+
+// TestCallerJWTUnknownKidRefetchesOnce: a burst of tokens naming unknown
+// keys costs one JWKS re-fetch, not one per token (SECURITY.md 9).
+func TestCallerJWTUnknownKidRefetchesOnce(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	g := e.gateway(gatewayOptions{mutate: acceptBearer("urn:orders")})
+	if resp, _ := apiCall(t, g, "/x", signAT(t, e, accessClaims(e, "urn:orders"), "at+jwt")); resp.StatusCode != 200 {
+		t.Fatalf("valid token: %d", resp.StatusCode)
+	}
+	e.clock.Advance(6 * time.Second) // past the least time between re-fetches
+	before := e.idp.Count("jwks")
+	for i := range 20 {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, accessClaims(e, "urn:orders"))
+		tok.Header["kid"] = fmt.Sprintf("forged-%d", i)
+		raw, _ := tok.SignedString(attackerKey(t))
+		if resp, _ := apiCall(t, g, "/x", raw); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("token with an unknown kid: got %d, want 401", resp.StatusCode)
+		}
+	}
+	if n := e.idp.Count("jwks") - before; n != 1 {
+		t.Errorf("JWKS fetches for 20 unknown kids: %d, want 1", n)
 	}
 }
