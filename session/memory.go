@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -138,6 +139,38 @@ func (m *MemoryStore) Lock(_ context.Context, key string, ttl time.Duration) (fu
 		}
 		return nil
 	}, nil
+}
+
+// Incr implements Store.
+func (m *MemoryStore) Incr(_ context.Context, key string, window time.Duration) (int64, time.Duration, error) {
+	if window <= 0 {
+		return 0, 0, errTTL
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if e := m.live(key); e != nil {
+		n, _ := strconv.ParseInt(string(e.value), 10, 64)
+		n++
+		e.value = strconv.AppendInt(e.value[:0], n, 10)
+		return n, e.expires.Sub(now), nil
+	}
+	if err := m.put(key, []byte("1"), window); err != nil {
+		return 0, 0, err
+	}
+	return 1, window, nil
+}
+
+// Count implements Store.
+func (m *MemoryStore) Count(_ context.Context, key string) (int64, time.Duration, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.live(key)
+	if e == nil {
+		return 0, 0, nil
+	}
+	n, _ := strconv.ParseInt(string(e.value), 10, 64)
+	return n, e.expires.Sub(m.now()), nil
 }
 
 // Ping implements Store; memory always answers.

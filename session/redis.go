@@ -111,6 +111,44 @@ func (r *RedisStore) Lock(ctx context.Context, key string, ttl time.Duration) (f
 	}, nil
 }
 
+// incrScript increments KEYS[1], giving a new counter the lifetime ARGV[1]
+// ms, and returns the count and the remaining lifetime in ms.
+var incrScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('PTTL', KEYS[1])}
+`)
+
+// countScript returns KEYS[1]'s count and remaining lifetime in ms.
+var countScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return {0, 0} end
+return {tonumber(v) or 0, redis.call('PTTL', KEYS[1])}
+`)
+
+// Incr implements Store.
+func (r *RedisStore) Incr(ctx context.Context, key string, window time.Duration) (int64, time.Duration, error) {
+	if window <= 0 {
+		return 0, 0, errTTL
+	}
+	return counterResult(incrScript.Run(ctx, r.c, []string{r.prefix + key}, millis(window)).Int64Slice())
+}
+
+// Count implements Store.
+func (r *RedisStore) Count(ctx context.Context, key string) (int64, time.Duration, error) {
+	return counterResult(countScript.Run(ctx, r.c, []string{r.prefix + key}).Int64Slice())
+}
+
+func counterResult(v []int64, err error) (int64, time.Duration, error) {
+	if err != nil {
+		return 0, 0, redisErr(err)
+	}
+	if len(v) != 2 {
+		return 0, 0, fmt.Errorf("%w: unexpected counter reply", ErrUnavailable)
+	}
+	return v[0], time.Duration(max(v[1], 0)) * time.Millisecond, nil
+}
+
 // Ping implements Store.
 func (r *RedisStore) Ping(ctx context.Context) error {
 	return redisErr(r.c.Ping(ctx).Err())

@@ -45,6 +45,14 @@ type Store interface {
 	// someone holds it. unlock releases it only if it is still ours: once the
 	// lock has expired and been taken by another owner, unlock leaves it alone.
 	Lock(ctx context.Context, key string, ttl time.Duration) (unlock func(context.Context) error, err error)
+	// Incr adds one to the counter named key and returns the new count and
+	// how long the counter still lives. A counter is created by its first
+	// increment and lives window from then (a fixed window; later
+	// increments do not extend it). It shares the key space with values.
+	Incr(ctx context.Context, key string, window time.Duration) (n int64, left time.Duration, err error)
+	// Count returns the counter named key and how long it still lives;
+	// 0 and 0 when there is none.
+	Count(ctx context.Context, key string) (n int64, left time.Duration, err error)
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error
 }

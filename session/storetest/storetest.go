@@ -44,6 +44,8 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 		{"LockConcurrent", testLockConcurrent},
 		{"LockExpiry", testLockExpiry},
 		{"StaleUnlockKeepsNewOwner", testStaleUnlock},
+		{"Counter", testCounter},
+		{"CounterConcurrent", testCounterConcurrent},
 		{"Ping", testPing},
 	}
 	for _, tt := range tests {
@@ -315,4 +317,55 @@ func mustLock(t *testing.T, s session.Store, key string, ttl time.Duration) func
 		t.Fatalf("Lock(%q): %v", key, err)
 	}
 	return unlock
+}
+
+func testCounter(t *testing.T, s session.Store) {
+	ctx := t.Context()
+	if n, left, err := s.Count(ctx, "ctr"); err != nil || n != 0 || left != 0 {
+		t.Fatalf("Count(absent): got %d, %v, %v; want 0, 0, nil", n, left, err)
+	}
+	if _, _, err := s.Incr(ctx, "ctr", 0); err == nil {
+		t.Errorf("Incr with window 0: got nil error, want one")
+	}
+	for want := int64(1); want <= 3; want++ {
+		n, left, err := s.Incr(ctx, "ctr", ttl)
+		if err != nil || n != want || left <= 0 || left > ttl {
+			t.Fatalf("Incr #%d: got %d, %v, %v; want %d and a lifetime within %v", want, n, left, err, want, ttl)
+		}
+	}
+	if n, left, err := s.Count(ctx, "ctr"); err != nil || n != 3 || left <= 0 {
+		t.Fatalf("Count: got %d, %v, %v; want 3 and a lifetime", n, left, err)
+	}
+	// A fixed window: later increments do not extend it.
+	time.Sleep(wait)
+	if n, _, err := s.Count(ctx, "ctr"); err != nil || n != 0 {
+		t.Errorf("Count after the window: got %d, %v; want 0", n, err)
+	}
+	if n, _, err := s.Incr(ctx, "ctr", ttl); err != nil || n != 1 {
+		t.Errorf("Incr after the window: got %d, %v; want a new counter at 1", n, err)
+	}
+	if err := s.Delete(ctx, "ctr"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := s.Count(ctx, "ctr"); n != 0 {
+		t.Errorf("Count after Delete: got %d, want 0", n)
+	}
+}
+
+func testCounterConcurrent(t *testing.T, s session.Store) {
+	const n = 50
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := s.Incr(t.Context(), "ctr-c", long); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got, _, err := s.Count(t.Context(), "ctr-c"); err != nil || got != n {
+		t.Errorf("Count after %d concurrent Incr: got %d, %v", n, got, err)
+	}
 }
