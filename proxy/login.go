@@ -220,15 +220,31 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errLoginFailed.withCause(err))
 		return
 	}
+	if err := s.beginSession(w, r, login); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// The binding cookie stays: other tabs may still be logging in with it.
+	target := s.safeRedirect(ls.RedirectTo) // re-validated (SECURITY.md 2)
+	if target == "" {
+		target = "/"
+	}
+	s.log.Info("login", "sub", login.Identity.Subject, "route", ls.Route, "silent", ls.Silent, "refresh_token", !login.Token.RefreshToken.IsZero())
+	noStore(w.Header())
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// sessionFrom is the session a completed login starts.
+func sessionFrom(login *upstream.Login) (*session.Session, error) {
 	id := login.Identity
 	var claims json.RawMessage
 	if len(id.Claims) > 0 {
+		var err error
 		if claims, err = json.Marshal(id.Claims); err != nil {
-			s.fail(w, r, err)
-			return
+			return nil, err
 		}
 	}
-	sess := &session.Session{
+	return &session.Session{
 		Subject:           id.Subject,
 		User:              id.User,
 		Email:             id.Email,
@@ -238,31 +254,31 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		Groups:            id.Groups,
 		Claims:            claims,
 		Token:             *login.Token,
+	}, nil
+}
+
+// beginSession stores the session of a completed login (any grant) under a
+// new ticket and sets its cookie. A previous session of this browser ends
+// here: a new ticket for every login (SECURITY.md 14).
+func (s *Server) beginSession(w http.ResponseWriter, r *http.Request, login *upstream.Login) error {
+	sess, err := sessionFrom(login)
+	if err != nil {
+		return err
 	}
-	// A previous session of this browser ends here: a new ticket for every
-	// login (SECURITY.md 14).
+	ctx := r.Context()
 	if old, err := s.sessions.DecodeTicket(cookieValue(r, s.cookies.session)); err == nil {
 		_ = s.sessions.Delete(ctx, old)
 	}
 	ticket, err := s.sessions.Create(ctx, sess)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	value, err := s.sessions.EncodeTicket(ticket)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	s.setCookie(w, s.cookies.session, value, s.sessions.Config().MaxLifetime)
-	// The binding cookie stays: other tabs may still be logging in with it.
-	target := s.safeRedirect(ls.RedirectTo) // re-validated (SECURITY.md 2)
-	if target == "" {
-		target = "/"
-	}
-	s.log.Info("login", "sub", id.Subject, "route", ls.Route, "silent", ls.Silent, "refresh_token", !login.Token.RefreshToken.IsZero())
-	noStore(w.Header())
-	http.Redirect(w, r, target, http.StatusFound)
+	return nil
 }
 
 // routeByIndex resolves a login state's route.
