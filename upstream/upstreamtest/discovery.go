@@ -35,6 +35,10 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 		authMethods = append(authMethods, TLSClientAuth)
 	}
 	authMethods = append(authMethods, None)
+	grantTypes := []string{"authorization_code", "refresh_token", "client_credentials"}
+	if s.passwordEnabled() {
+		grantTypes = append(grantTypes, passwordGrantType)
+	}
 	writeJSON(w, http.StatusOK, metadata{
 		Issuer:                            s.URL,
 		AuthorizationEndpoint:             s.URL + "/authorize",
@@ -46,7 +50,7 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 		IntrospectionEndpoint:             s.URL + "/introspect",
 		ResponseTypesSupported:            []string{"code"},
 		ResponseModesSupported:            []string{"query"},
-		GrantTypesSupported:               []string{"authorization_code", "refresh_token", "client_credentials"},
+		GrantTypesSupported:               grantTypes,
 		SubjectTypesSupported:             []string{"public"},
 		CodeChallengeMethodsSupported:     []string{"S256"},
 		IDTokenSigningAlgValuesSupported:  []string{"RS256"},

@@ -73,6 +73,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		default:
 			resp, terr = s.clientCredentials(client, r.PostForm)
 		}
+	case passwordGrantType:
+		resp, terr = s.passwordGrant(client, r.PostForm)
 	case "":
 		terr = badRequest("invalid_request", "grant_type is required")
 	default:
