@@ -119,6 +119,9 @@ func refreshOutcome(err error) string {
 // anything else gets 401. The session and its cookie stay until the new
 // login replaces them, so a later navigation can still renew silently.
 func (s *Server) reauthenticate(w http.ResponseWriter, r *http.Request, rt *route) error {
+	if rt.cfg.Grant == GrantPassword {
+		return s.passwordChallenge(w, r) // no silent way back: the form
+	}
 	if !isNavigation(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="authgate", error="invalid_token", error_description="the session expired"`)
 		s.page(w, r, errSessionExpired)
@@ -137,6 +140,9 @@ var errSessionExpired = &pageError{status: http.StatusUnauthorized, title: "Sess
 func (s *Server) challenge(w http.ResponseWriter, r *http.Request, rt *route) error {
 	if cookieValue(r, s.cookies.session) != "" {
 		s.clearCookie(w, s.cookies.session)
+	}
+	if rt.cfg.Grant == GrantPassword {
+		return s.passwordChallenge(w, r)
 	}
 	if !isNavigation(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="authgate"`)

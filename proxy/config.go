@@ -17,14 +17,15 @@ import (
 const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantClientCredentials = "client_credentials"
+	GrantPassword          = "password"
 )
 
 // grants are the grants this version implements.
-var grants = []string{GrantAuthorizationCode, GrantClientCredentials}
+var grants = []string{GrantAuthorizationCode, GrantClientCredentials, GrantPassword}
 
 // laterGrants are the grants of the design that this version does not
 // implement yet; naming one is a configuration error, not a silent fallback.
-var laterGrants = []string{"implicit", "password"}
+var laterGrants = []string{"implicit"}
 
 // Config is the HTTP front's part of the configuration file (its top level).
 type Config struct {
@@ -55,6 +56,8 @@ type Config struct {
 	// caller's opaque token is reused (in process and, shared by the
 	// replicas, in the store); never past the token's expiry. Default 60s.
 	IntrospectionCacheTTL time.Duration `yaml:"introspection_cache_ttl"`
+	// Password configures the routes with grant: password.
+	Password Password `yaml:"password"`
 	// Limits bounds what clients may send.
 	Limits Limits `yaml:"limits"`
 	// Routes are matched in order; the first match wins. At least one.
@@ -84,6 +87,26 @@ type Limits struct {
 	LoginsPerMinute int `yaml:"logins_per_minute"`
 }
 
+// Password configures the resource owner password credentials routes
+// (RFC 6749 §4.3): the login form, HTTP Basic translation and the
+// brute-force throttle, which every replica sharing the session store
+// shares.
+type Password struct {
+	// BasicCacheTTL caps how long the token a client's HTTP Basic
+	// credentials were exchanged for is reused (never past its expiry): a
+	// password changed at the server takes effect within it. Default 5m.
+	BasicCacheTTL time.Duration `yaml:"basic_cache_ttl"`
+	// MaxFailuresPerUser is how many failed sign-ins one account may have
+	// within FailureWindow before every attempt, the right password
+	// included, gets 429. Default 10; -1 off.
+	MaxFailuresPerUser int `yaml:"max_failures_per_user"`
+	// MaxFailuresPerAddress is the same per client address (see
+	// trusted_proxies). Default 30; -1 off.
+	MaxFailuresPerAddress int `yaml:"max_failures_per_address"`
+	// FailureWindow is how long failures count. Default 15m.
+	FailureWindow time.Duration `yaml:"failure_window"`
+}
+
 // Route protects one backend.
 type Route struct {
 	// Match selects the requests of this route.
@@ -92,8 +115,10 @@ type Route struct {
 	// "http://127.0.0.1:8080". Required.
 	Backend string `yaml:"backend"`
 	// Grant is how requests are authenticated: "authorization_code"
-	// (browser login) or "client_credentials" (no caller credentials: the
-	// gateway injects its own token). Required.
+	// (browser login), "password" (the gateway's login form and HTTP Basic,
+	// exchanged at the token endpoint: RFC 6749 §4.3, discouraged by RFC
+	// 9700, for servers that offer nothing else) or "client_credentials"
+	// (no caller credentials: the gateway injects its own token). Required.
 	Grant string `yaml:"grant"`
 	// Scopes are requested for a client_credentials route's token.
 	// Default none.
@@ -178,6 +203,19 @@ func (c *Config) SetDefaults() {
 	if c.IntrospectionCacheTTL == 0 {
 		c.IntrospectionCacheTTL = time.Minute
 	}
+	pw := &c.Password
+	if pw.BasicCacheTTL == 0 {
+		pw.BasicCacheTTL = 5 * time.Minute
+	}
+	if pw.MaxFailuresPerUser == 0 {
+		pw.MaxFailuresPerUser = 10
+	}
+	if pw.MaxFailuresPerAddress == 0 {
+		pw.MaxFailuresPerAddress = 30
+	}
+	if pw.FailureWindow == 0 {
+		pw.FailureWindow = 15 * time.Minute
+	}
 	l := &c.Limits
 	if l.ReadHeaderTimeout == 0 {
 		l.ReadHeaderTimeout = 10 * time.Second
@@ -235,6 +273,15 @@ func (c *Config) Validate() error {
 	}
 	if t := c.Limits.BackendResponseTimeout; t < 0 && t != -time.Second {
 		bad("limits.backend_response_timeout", "must be positive, or -1s for no limit")
+	}
+	if c.Password.BasicCacheTTL < 0 || c.Password.BasicCacheTTL > time.Hour {
+		bad("password.basic_cache_ttl", "must be between 1s and 1h")
+	}
+	if c.Password.FailureWindow < 0 {
+		bad("password.failure_window", "must be positive")
+	}
+	if c.Password.MaxFailuresPerUser < -1 || c.Password.MaxFailuresPerAddress < -1 {
+		bad("password", "max_failures_per_user and max_failures_per_address must be positive, or -1 for no limit")
 	}
 	if c.IntrospectionCacheTTL < 0 || c.IntrospectionCacheTTL > time.Hour {
 		bad("introspection_cache_ttl", "must be between 1s and 1h")

@@ -42,6 +42,8 @@ func (s *Server) serveEndpoint(w http.ResponseWriter, r *http.Request, name stri
 		s.signOut(w, r)
 	case "/userinfo":
 		s.userinfo(w, r)
+	case "/login":
+		s.login(w, r)
 	default:
 		s.fail(w, r, errNoPage)
 	}

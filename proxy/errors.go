@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
@@ -19,6 +21,8 @@ type pageError struct {
 	retry string
 	// cause is logged, never shown.
 	cause error
+	// retryAfter, when set, is sent as Retry-After (429, 503).
+	retryAfter time.Duration
 }
 
 func (e *pageError) Error() string {
@@ -29,6 +33,13 @@ func (e *pageError) Error() string {
 }
 
 func (e *pageError) Unwrap() error { return e.cause }
+
+// withMessage returns a copy of e that shows message.
+func (e *pageError) withMessage(message string) *pageError {
+	c := *e
+	c.message = message
+	return &c
+}
 
 // withCause returns a copy of e that logs cause.
 func (e *pageError) withCause(cause error) *pageError {
@@ -88,7 +99,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	} else if pe.cause != nil {
 		s.log.Info(pe.title, "path", r.URL.Path, "status", pe.status, "error", pe.cause.Error())
 	}
-	if pe.status == http.StatusServiceUnavailable {
+	switch {
+	case pe.retryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(int((pe.retryAfter+time.Second-1)/time.Second)))
+	case pe.status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "5")
 	}
 	s.page(w, r, pe)

@@ -111,9 +111,8 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// loginRoute picks the route whose grant logs in for target: the route
-// matching it, else the first authorization code route.
-func (s *Server) loginRoute(target string) *route {
+// routeFor is the route a redirect target (already validated) belongs to.
+func (s *Server) routeFor(target string) *route {
 	host, p := s.public.Host, target
 	if u, err := parseTarget(target); err == nil {
 		if u.Host != "" {
@@ -121,7 +120,13 @@ func (s *Server) loginRoute(target string) *route {
 		}
 		p = u.Path
 	}
-	if rt := s.match(host, cleanPath(p), false); rt != nil && rt.cfg.Grant == GrantAuthorizationCode {
+	return s.match(host, cleanPath(p), false)
+}
+
+// loginRoute picks the route whose grant logs in for target: the route
+// matching it, else the first authorization code route.
+func (s *Server) loginRoute(target string) *route {
+	if rt := s.routeFor(target); rt != nil && rt.cfg.Grant == GrantAuthorizationCode {
 		return rt
 	}
 	for _, rt := range s.routes {

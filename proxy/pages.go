@@ -20,10 +20,6 @@ var (
 	// pageCSP allows exactly the embedded stylesheet and nothing else: no
 	// script, no frames, no form posts elsewhere (SECURITY.md 33).
 	pageCSP = "default-src 'none'; style-src 'sha256-" + hashCSS(pageCSS) + "'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-	// autoSubmitJS posts a page's form at once; pages that have it allow
-	// exactly this script by its hash.
-	autoSubmitJS  = "document.forms[0].submit();"
-	autoSubmitCSP = strings.Replace(pageCSP, "default-src 'none';", "default-src 'none'; script-src 'sha256-"+hashCSS(autoSubmitJS)+"';", 1)
 )
 
 func mustRead(name string) string {
@@ -44,11 +40,18 @@ type pageData struct {
 	Title, Message, Detail string
 	Link, LinkText         string
 	Form                   *pageForm
+	Login                  *loginForm
 	Status                 int
 	CSS                    template.CSS
 	// formTarget is an origin, besides the gateway's own, that the form's
 	// POST may be redirected to (CSP form-action).
 	formTarget string
+}
+
+// loginForm is the password grant's sign-in form. It never carries a
+// password back.
+type loginForm struct {
+	Action, CSRF, RD, Username, Error string
 }
 
 // pageForm is a one-button POST form on a page.

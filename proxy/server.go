@@ -56,6 +56,11 @@ type Server struct {
 	// tokens caches machine tokens and validated caller tokens.
 	tokens               *session.TokenCache
 	introspectionWarning sync.Once
+	// throttle counts failed password sign-ins across the fleet.
+	throttle *session.Throttle
+	// refusalWarned holds the token endpoint's configuration refusals of
+	// the password grant already logged (once per code).
+	refusalWarned sync.Map
 }
 
 // cookieNames are the effective names of the gateway's cookies.
@@ -116,6 +121,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.tokens, err = deps.Sessions.NewTokenCache(s.log); err != nil {
 		return nil, err
 	}
+	pw := cfg.Password
+	if s.throttle, err = deps.Sessions.NewThrottle(pw.MaxFailuresPerUser, pw.MaxFailuresPerAddress, pw.FailureWindow); err != nil {
+		return nil, err
+	}
 	s.trusted, _ = parseTrustedProxies(cfg.TrustedProxies) // validated above
 	s.loginLimit = newLimiter(cfg.Limits.LoginsPerMinute, s.now)
 	s.callbackLimit = newLimiter(cfg.Limits.LoginsPerMinute, s.now)
@@ -164,7 +173,9 @@ func (s *Server) newRoute(i int, rc Route, up *upstream.Client, transport http.R
 	rt := &route{index: i, cfg: rc, backend: backend, public: rc.PublicPaths, up: up}
 	rt.audience = cmp.Or(rc.Audience, rc.Resource, up.Config().ClientID)
 	switch rc.Grant {
-	case GrantAuthorizationCode:
+	case GrantAuthorizationCode, GrantPassword:
+		// A password route's sessions live as the code flow's do; only its
+		// challenge (the login form) and HTTP Basic differ.
 		rt.auth = &codeFlow{s: s}
 	case GrantClientCredentials:
 		if rt.machine, err = s.newClientCreds(rt); err != nil {
@@ -218,9 +229,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	var callerToken string
-	if rt.cfg.AcceptBearer && !public {
-		callerToken = callerBearer(r.Header) // read before the strip below
+	var callerToken, basicUser, basicPass string
+	var basic bool
+	if !public {
+		// Read before the strip below removes Authorization.
+		if rt.cfg.AcceptBearer {
+			callerToken = callerBearer(r.Header)
+		}
+		if rt.cfg.Grant == GrantPassword && callerToken == "" {
+			basicUser, basicPass, basic = basicCredentials(r.Header.Get("Authorization"))
+		}
 	}
 	stripIdentityHeaders(r.Header, s.trusted.fromTrustedProxy(r))
 	if up := r.Header.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
@@ -238,9 +256,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var sess *session.Session
 	var ok bool
-	if callerToken != "" {
+	switch {
+	case callerToken != "":
 		sess, ok, err = s.authenticateBearer(w, r, rt, callerToken)
-	} else {
+	case basic:
+		sess, ok, err = s.basic(w, r, rt, basicUser, basicPass)
+	default:
 		sess, ok, err = rt.auth.authenticate(w, r, rt)
 	}
 	if err != nil {
