@@ -106,6 +106,47 @@ func TestBrowserLogin(t *testing.T) {
 	}
 }
 
+// TestBrowserPasswordLogin: the password grant's form in a real browser:
+// the page loads under its CSP, a wrong password shows the form again, the
+// right one lands on the page asked for with a __Host- session cookie.
+func TestBrowserPasswordLogin(t *testing.T) {
+	wd := startBrowser(t)
+	e := newEnv(t, envOptions{idp: passwordIdP})
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, sc *session.Config, uc *upstream.Config) {
+		passwordRoute(pc, sc, uc)
+		pc.PublicURL = strings.Replace(pc.PublicURL, "127.0.0.1", "localhost", 1)
+		secure := true
+		sc.Cookie.Secure = &secure
+	}})
+	public := strings.Replace(g.URL, "127.0.0.1", "localhost", 1)
+	wd.navigate(t, public+"/reports?week=1")
+	if u := wd.url(t); !strings.HasPrefix(u, public+"/oauth2/login?rd=") {
+		t.Fatalf("without a session: browser at %s, want the login form", u)
+	}
+	wd.fill(t, "#username", "alice")
+	wd.fill(t, "#password", "not-her-password")
+	wd.click(t, "button[type=submit]")
+	if body := wd.text(t); !strings.Contains(body, "Invalid username or password.") {
+		t.Fatalf("wrong password: page %q, want the form with the generic message", body)
+	}
+	wd.fill(t, "#password", "alice-password")
+	wd.click(t, "button[type=submit]")
+	want := public + "/reports?week=1"
+	if u := wd.waitURL(t, func(u string) bool { return u == want }); u != want {
+		t.Fatalf("after sign-in: browser at %s, want %s; page: %.300s", u, want, wd.text(t))
+	}
+	if body := wd.text(t); !strings.Contains(body, "backend says hello to user-alice") {
+		t.Fatalf("after sign-in: page %q, want the backend's greeting for alice", body)
+	}
+	found := false
+	for _, c := range wd.cookies(t) {
+		found = found || c.Name == "__Host-_authgate" && c.HTTPOnly && c.Secure
+	}
+	if !found {
+		t.Errorf("no Secure, HttpOnly __Host-_authgate cookie after the password sign-in: %v", wd.cookies(t))
+	}
+}
+
 // webDriver is one ChromeDriver session.
 type webDriver struct {
 	base string // http://127.0.0.1:port/session/id

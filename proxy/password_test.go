@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/session"
@@ -209,5 +210,61 @@ func TestPasswordThrottle(t *testing.T) {
 	}
 	if resp := from(b, "10.9.9.9", "bob", "bob-password"); resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("address over its limit: %d, want 429", resp.StatusCode)
+	}
+}
+
+// TestPasswordNeverLeaks: a planted password appears in no log line (debug
+// level) and no Redis value or key, after form and Basic sign-ins, good
+// and bad (SECURITY.md 32, 35, 44).
+func TestPasswordNeverLeaks(t *testing.T) {
+	const canary = "pw-canary-7f3a9c"
+	users := upstreamtest.DefaultUsers()
+	users[0].Password = canary + "-right"
+	e := newEnv(t, envOptions{redis: true, idp: upstreamtest.Config{Users: users, Clients: passwordIdP.Clients}})
+	g := e.gateway(gatewayOptions{mutate: passwordRoute})
+	b := newBrowser(t)
+	formLogin(t, g, b, "/", "alice", canary+"-wrong")
+	if resp, _ := formLogin(t, g, b, "/", "alice", canary+"-right"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("form sign-in: %d", resp.StatusCode)
+	}
+	basicCall(t, g, "alice", canary+"-right")
+	basicCall(t, g, "alice", canary+"-basic-wrong")
+	if strings.Contains(e.logs.String(), canary) {
+		t.Errorf("a password reached the log")
+	}
+	if !strings.Contains(e.logs.String(), "password sign-in failed") {
+		t.Fatalf("the log captured nothing; the test would prove nothing")
+	}
+	c := e.redis.Client(t)
+	keys, err := c.Keys(t.Context(), "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("Redis keys: %v %v", keys, err)
+	}
+	for _, k := range keys {
+		v, _ := c.Get(t.Context(), k).Result()
+		if strings.Contains(k, canary) || strings.Contains(v, canary) || strings.Contains(k, "alice") || strings.Contains(v, "alice") {
+			t.Errorf("Redis %q holds a password or a user name in clear", k)
+		}
+	}
+}
+
+// TestPasswordSessionRefresh: a password session renews its token as the
+// code flow's does.
+func TestPasswordSessionRefresh(t *testing.T) {
+	e := newEnv(t, envOptions{idp: passwordIdP})
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, sc *session.Config, uc *upstream.Config) {
+		passwordRoute(pc, sc, uc)
+		longIdle(pc, sc, uc)
+	}})
+	b := newBrowser(t)
+	formLogin(t, g, b, "/", "alice", "alice-password")
+	b.get(t, g.URL+"/a")
+	first := bearer(e.backend.last(t))
+	e.clock.Advance(59*time.Minute + 30*time.Second)
+	if resp, _ := b.get(t, g.URL+"/b"); resp.StatusCode != 200 || bearer(e.backend.last(t)) == first {
+		t.Errorf("near expiry: %d, want 200 with a refreshed token", resp.StatusCode)
+	}
+	if n := e.idp.GrantCount("refresh_token"); n != 1 {
+		t.Errorf("refreshes: %d, want 1", n)
 	}
 }
