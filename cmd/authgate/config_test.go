@@ -71,7 +71,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.example.yaml does not validate:\n%v", err)
 	}
-	if cfg.Session.Store != "redis" || len(cfg.Routes) != 2 || cfg.Routes[1].Grant != "client_credentials" || cfg.Upstream.AuthorizationParams["prompt"] != "consent" {
+	if cfg.Session.Store != "redis" || len(cfg.Routes) != 3 || cfg.Routes[1].Grant != "client_credentials" || cfg.Routes[2].Grant != "password" || cfg.Upstream.AuthorizationParams["prompt"] != "consent" {
 		t.Errorf("example parsed oddly: store %q, %d routes, %+v", cfg.Session.Store, len(cfg.Routes), cfg.Upstream.AuthorizationParams)
 	}
 }
