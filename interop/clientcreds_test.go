@@ -130,7 +130,7 @@ func TestOIDCProviderClientCredentialsFleet(t *testing.T) {
 	if statuses[200] != 1000 {
 		t.Errorf("statuses %v, want 1000 × 200", statuses)
 	}
-	if n := op.Count(t, "POST /token"); n != 1 {
+	if n := op.Count("POST /token"); n != 1 {
 		t.Errorf("oidc-provider token requests: %d, want 1 for two gateways", n)
 	}
 	if cookies != 0 {
@@ -287,13 +287,13 @@ func TestOIDCProviderCallerTokens(t *testing.T) {
 	if strings.Count(opaque, ".") == 2 {
 		t.Fatalf("oidc-provider issued a JWT for %s, want an opaque token", opaqueAPI)
 	}
-	before := op.Count(t, "POST /token/introspection")
+	before := op.Count("POST /token/introspection")
 	for _, g := range []*gateway{a, b, a, b} {
 		if got := call(g, "/opaque/1", opaque); got != 200 {
 			t.Fatalf("active opaque token: got %d, want 200", got)
 		}
 	}
-	if n := op.Count(t, "POST /token/introspection") - before; n != 1 {
+	if n := op.Count("POST /token/introspection") - before; n != 1 {
 		t.Errorf("introspection requests for one token on two replicas: %d, want 1", n)
 	}
 	if got := call(a, "/opaque/1", "an-opaque-token-oidc-provider-never-issued"); got != 401 {

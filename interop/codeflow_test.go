@@ -159,7 +159,7 @@ func TestOIDCProviderPromptConsent(t *testing.T) {
 	if n := len(g.logLines("level=DEBUG", `msg="token refresh"`, "outcome=ok")); n != 1 {
 		t.Errorf("refresh log lines: %d, want 1 with outcome=ok", n)
 	}
-	if n := op.Count(t, "POST /token"); n != 2 {
+	if n := op.Count("POST /token"); n != 2 {
 		t.Errorf("token requests: %d, want 2 (code, refresh)", n)
 	}
 }
@@ -195,7 +195,8 @@ func TestOIDCProviderLogoutWithIDTokenHint(t *testing.T) {
 	// Without the hint (what authgate sent before) this server fails and
 	// keeps the user signed in.
 	q := url.Values{"client_id": {"authgate"}, "post_logout_redirect_uri": {g.URL + "/"}}
-	if res := op.EndSession(t, b.Client, op.URL+"/session/end?"+q.Encode(), nil); res.Status != 500 || !op.SignedIn(t, b.Client, "authgate", g.URL+"/oauth2/callback") {
+	noHint, _ := http.NewRequest(http.MethodGet, op.URL+"/session/end?"+q.Encode(), nil)
+	if res := op.EndSessionRequest(t, b.Client, noHint); res.Status != 500 || !op.SignedIn(t, b.Client, "authgate", g.URL+"/oauth2/callback") {
 		t.Fatalf("end_session without a hint at the strict server: %+v, want its 500 with the user still signed in", res)
 	}
 	resp, _ := signOut(t, g, b)
@@ -203,7 +204,7 @@ func TestOIDCProviderLogoutWithIDTokenHint(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(end.String(), op.URL+"/session/end?") || end.Query().Get("id_token_hint") == "" {
 		t.Fatalf("sign-out: got %d to %s, want a 303 to %s/session/end with id_token_hint", resp.StatusCode, end, op.URL)
 	}
-	res := op.EndSession(t, b.Client, end.String(), nil)
+	res := op.EndSession(t, b.Client, resp)
 	if res.Redirect == nil || res.Redirect.String() != g.URL+"/" {
 		t.Fatalf("end_session with the hint: %+v, want a redirect to %s/", res, g.URL)
 	}

@@ -1,42 +1,114 @@
 // server.mjs runs the npm oidc-provider (panva's, OpenID Certified) for
-// authgate's interop tests, configured by a JSON document on stdin:
+// authgate's interop tests. Usage:
 //
-//   { "clients": [...], "accounts": [...], "ttl": {...}, "features": {...},
-//     "claims": {...}, "scopes": [...], "requireIdTokenHint": false,
-//     "resourceServers": {...}, "grants": [...], "extra": {...} }
+//   node server.mjs CONFIG.json    (config from a file), or
+//   node server.mjs < pipe         (config as the first line of stdin)
+//
+// The config is one JSON object (every key optional; Go's
+// interop/oidcprovider writes it):
+//
+//   { "clients": [...],          oidc-provider client metadata, as is
+//     "accounts": [{"sub": "alice", "claims": {...}}],
+//     "ttl": {"AccessToken": 60, ...},          seconds
+//     "features": {...},         deep-merged over the defaults below
+//     "claims": {...},           scope -> claims (default below)
+//     "scopes": [...],           default: oidc-provider's own
+//     "requireIdTokenHint": false,
+//     "resourceServers": {...},  RFC 8707 indicators (see below)
+//     "grants": [...],           modules in ./grants/ (see below)
+//     "extra": {...} }           any other Provider configuration
 //
 // It listens on 127.0.0.1 with a port the kernel picks, builds the issuer
-// from it, and prints one line {"issuer": "..."} when ready. It exits
-// when stdin closes, so a test that dies leaves nothing behind.
+// http://127.0.0.1:PORT from it, and prints one line {"issuer": "..."} to
+// stdout when ready. It exits when stdin closes (so a test that dies
+// leaves nothing behind: keep stdin open when running it by hand) or on
+// SIGTERM/SIGINT. Every request is logged to stderr and counted by
+// "METHOD /path": GET /__test/counts returns the counts, POST
+// /__test/reset clears them.
 //
-// Deviations from oidc-provider's stock settings, each needed to test
-// over loopback http without a person at the keyboard (see ../README.md):
-// fixed cookie keys; custom interactions (a plain login form, consent
-// granted for what was asked) instead of devInteractions; a plainer
-// logout confirmation page; the standard email/profile claims and a
-// groups scope declared (stock declares only openid).
+// Deviations from oidc-provider's stock configuration, each needed to
+// test over loopback http without a person at the keyboard (also in
+// ../README.md). Nothing is needed for plain http itself: oidc-provider
+// sets the Secure cookie attribute only when the request is https
+// (ctx.secure), and accepts an http issuer.
+//  1. cookies.keys is fixed (stock: none, so cookies are unsigned); the
+//     tests are deterministic either way, signed is what a real
+//     deployment runs.
+//  2. features.devInteractions is off and interactions.url points at the
+//     plain login form below (stock: the dev login page, which accepts
+//     any login name and needs a person to click through consent). Any
+//     password is accepted; consent is granted for whatever was asked.
+//  3. features.rpInitiatedLogout.logoutSource renders a plainer "sign
+//     out?" page (same form id, xsrf and logout=yes button as stock).
+//  4. claims declares the scopes email, profile and groups (stock:
+//     only openid), merged by oidc-provider over its own acr, sid,
+//     auth_time and iss.
+//  5. features.revocation is on (stock: off).
+//  6. features.resourceIndicators.getResourceServerInfo answers for the
+//     configured resourceServers (stock: throws invalid_target for any
+//     indicator, which is still the answer for unknown ones).
+// Everything else is stock: refresh-token policy, PKCE policy, client
+// authentication methods, TTLs, signing keys (the development keystore),
+// the in-memory adapter, HTTP POST methods off.
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { Provider, errors } from 'oidc-provider';
 
-const input = await new Promise((resolve, reject) => {
-  let data = '';
+const log = (msg) => process.stderr.write(`oidc-provider: ${msg}\n`);
+
+// ---- lifetime and configuration -------------------------------------
+
+// The test owns our lifetime: stdin closing means it is gone.
+function exitWithStdin(onFirstLine) {
+  let buf = '';
+  let done = !onFirstLine;
   process.stdin.setEncoding('utf8');
   process.stdin.on('data', (chunk) => {
-    data += chunk;
-    const nl = data.indexOf('\n');
-    if (nl >= 0) resolve(data.slice(0, nl));
+    if (done) return;
+    buf += chunk;
+    const nl = buf.indexOf('\n');
+    if (nl >= 0) {
+      done = true;
+      onFirstLine(buf.slice(0, nl));
+    }
   });
-  process.stdin.on('end', () => resolve(data));
-  process.stdin.on('error', reject);
-});
-const cfg = JSON.parse(input);
-// The test owns our lifetime: stdin closing means it is gone.
-process.stdin.on('end', () => process.exit(0));
-process.stdin.resume();
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('error', () => process.exit(0));
+  process.stdin.resume();
+}
 process.on('SIGTERM', () => process.exit(0));
+process.on('SIGINT', () => process.exit(0));
+
+const cfg = JSON.parse(await new Promise((resolve) => {
+  if (process.argv[2]) {
+    exitWithStdin(null);
+    resolve(readFileSync(process.argv[2], 'utf8'));
+  } else {
+    exitWithStdin(resolve);
+  }
+}));
+
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+// deepMerge merges plain objects key by key; anything else in `over`
+// (arrays included) replaces what is in `base`, and undefined or null
+// leaves it.
+function deepMerge(base, over) {
+  if (over === undefined || over === null) return base;
+  if (!isObject(base) || !isObject(over)) return over;
+  const out = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = deepMerge(base[k], v);
+  return out;
+}
+
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+// ---- accounts -------------------------------------------------------
 
 const accounts = new Map((cfg.accounts ?? []).map((a) => [a.sub, a]));
 
+// findLogin maps what was typed in the login field to an account: its
+// sub or its preferred_username.
 function findLogin(login) {
   for (const a of accounts.values()) {
     if (a.sub === login || a.claims?.preferred_username === login) return a;
@@ -44,205 +116,227 @@ function findLogin(login) {
   return undefined;
 }
 
-function isObject(v) {
-  return v && typeof v === 'object' && !Array.isArray(v);
-}
+// ---- Provider configuration -----------------------------------------
 
-// merge deep-merges plain objects; anything else in b replaces a.
-function merge(a, b) {
-  if (!isObject(a) || !isObject(b)) return b === undefined ? a : b;
-  const out = { ...a };
-  for (const [k, v] of Object.entries(b)) out[k] = merge(a[k], v);
-  return out;
-}
-
-function esc(s) {
-  return String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-// TTLs in seconds, as numbers, from the test.
-const ttl = {};
-for (const [k, v] of Object.entries(cfg.ttl ?? {})) ttl[k] = v;
-
-// Resource servers for RFC 8707 resource indicators, by indicator:
+// RFC 8707 resource servers by indicator:
 // { scope, accessTokenFormat: "jwt" | "opaque", audience? }.
 const resourceServers = cfg.resourceServers ?? {};
 
-const features = merge({
-  devInteractions: { enabled: false },
+function logoutSource(ctx, form) {
+  ctx.type = 'html';
+  ctx.body = `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Sign out</title></head><body>
+<h1>Sign out of ${esc(ctx.host)}?</h1>
+${form}
+<button type="submit" form="op.logoutForm" name="logout" value="yes">Yes, sign me out</button>
+<button type="submit" form="op.logoutForm">No, stay signed in</button>
+</body></html>`;
+}
+
+const defaultFeatures = {
+  devInteractions: { enabled: false }, // replaced by the login form below
+  revocation: { enabled: true },
+  rpInitiatedLogout: { enabled: true, logoutSource },
   resourceIndicators: {
-    enabled: true,
     async getResourceServerInfo(ctx, indicator) {
       const rs = resourceServers[indicator];
       if (!rs) throw new errors.InvalidTarget();
-      const info = { scope: rs.scope ?? '', accessTokenFormat: rs.accessTokenFormat ?? 'jwt', audience: rs.audience ?? indicator };
+      const info = {
+        scope: rs.scope ?? '',
+        accessTokenFormat: rs.accessTokenFormat ?? 'jwt',
+        audience: rs.audience ?? indicator,
+      };
       if (info.accessTokenFormat === 'jwt') info.jwt = { sign: { alg: 'RS256' } };
       return info;
     },
   },
-  revocation: { enabled: true },
-  rpInitiatedLogout: {
-    enabled: true,
-    async logoutSource(ctx, form) {
-      const p = ctx.oidc.params;
-      if (cfg.requireIdTokenHint && p.post_logout_redirect_uri && !p.id_token_hint) {
-        // As some servers do: a 500 page, the user still signed in.
-        ctx.status = 500;
-        ctx.type = 'html';
-        ctx.body = '<!DOCTYPE html><title>Error</title><h1>id_token_hint is required</h1>';
-        return;
-      }
-      ctx.type = 'html';
-      ctx.body = `<!DOCTYPE html><title>Sign out</title><h1>Sign out?</h1>${form}`
-        + '<button type="submit" form="op.logoutForm" name="logout" value="yes">Yes, sign me out</button>';
-    },
-  },
-}, cfg.features ?? {});
+};
 
-const claims = cfg.claims ?? {
+const defaultClaims = {
   openid: ['sub'],
   email: ['email', 'email_verified'],
   profile: ['name', 'preferred_username', 'given_name', 'family_name'],
   groups: ['groups'],
 };
 
-const configuration = merge({
+let configuration = {
   clients: cfg.clients ?? [],
-  claims,
-  scopes: cfg.scopes ?? ['openid', 'offline_access'],
-  features,
-  ttl,
-  cookies: { keys: ['authgate-interop-cookie-key-0123456789'] },
+  claims: cfg.claims ?? defaultClaims,
+  features: deepMerge(defaultFeatures, cfg.features),
+  cookies: { keys: ['authgate-interop-cookie-key-0123456789abcdef'] },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(ctx, sub) {
     const a = accounts.get(sub);
     if (!a) return undefined;
-    return { accountId: sub, async claims() { return { sub, ...a.claims }; } };
+    return { accountId: sub, async claims() { return { ...a.claims, sub }; } };
   },
-  renderError(ctx, out) {
-    ctx.type = 'html';
-    ctx.body = `<!DOCTYPE html><title>Error</title><h1>oidc-provider error</h1><pre id="error">${esc(out.error)}: ${esc(out.error_description ?? '')}</pre>`;
-  },
-}, cfg.extra ?? {});
+};
+if (cfg.scopes) configuration.scopes = cfg.scopes;
+if (cfg.ttl && Object.keys(cfg.ttl).length) configuration.ttl = cfg.ttl;
+configuration = deepMerge(configuration, cfg.extra);
 
-// Extension point for grants oidc-provider does not have built in: each
-// name in cfg.grants maps to a module under ./grants/ exporting
-// register(provider, cfg, accounts) (the password grant of the ROPC tests
-// goes there, through provider.registerGrantType).
+// ---- extension point: grant types oidc-provider lacks ----------------
+//
+// Each name in cfg.grants loads ./grants/NAME.mjs, which exports
+//   register(provider, { cfg, accounts, findLogin, errors })
+// and calls provider.registerGrantType(...) there (a password grant for
+// ROPC tests, say). The client must list the grant in grant_types.
 const grantModules = [];
 for (const name of cfg.grants ?? []) {
-  if (!/^[a-z_]+$/.test(name)) throw new Error(`bad grant module name ${name}`);
+  if (!/^[a-z][a-z0-9_]*$/.test(name)) throw new Error(`bad grant module name ${JSON.stringify(name)}`);
   grantModules.push(await import(`./grants/${name}.mjs`));
 }
 
-const counts = {};
+// ---- requireIdTokenHint ---------------------------------------------
+
+async function readBody(req) {
+  const chunks = [];
+  let n = 0;
+  for await (const chunk of req) {
+    n += chunk.length;
+    if (n > 65536) throw new Error('request body too large');
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+// refuseLogoutWithoutHint is a koa middleware that answers an end-session
+// request (GET or POST) carrying post_logout_redirect_uri but no
+// id_token_hint with a 500 page, as some servers do; the login session
+// stays.
+function refuseLogoutWithoutHint(endSessionPath) {
+  return async (ctx, next) => {
+    if (ctx.path === endSessionPath && (ctx.method === 'GET' || ctx.method === 'POST')) {
+      let params = new URLSearchParams(ctx.querystring);
+      if (ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded')) {
+        const raw = await readBody(ctx.req);
+        // oidc-provider reads an already drained request's req.body (it
+        // logs a warning once about it).
+        ctx.req.body = raw;
+        params = new URLSearchParams(raw.toString('utf8'));
+      }
+      if (params.has('post_logout_redirect_uri') && !params.get('id_token_hint')) {
+        log(`requireIdTokenHint: refusing ${ctx.method} ${ctx.path} without id_token_hint`);
+        ctx.status = 500;
+        ctx.type = 'html';
+        ctx.body = '<!DOCTYPE html><html><head><title>Internal Server Error</title></head><body>'
+          + '<h1>Internal Server Error</h1><p>id_token_hint is required with post_logout_redirect_uri</p></body></html>';
+        return;
+      }
+    }
+    await next();
+  };
+}
+
+// ---- interactions: login form, automatic consent ----------------------
+
 let provider;
 
-async function readForm(req) {
-  let body = '';
-  for await (const chunk of req) {
-    body += chunk;
-    if (body.length > 65536) throw new Error('body too large');
-  }
-  return new URLSearchParams(body);
-}
-
-function page(res, status, html) {
+function page(res, status, title, html) {
   res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
-  res.end(`<!DOCTYPE html><html><body>${html}</body></html>`);
+  res.end(`<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>${esc(title)}</title></head><body>\n${html}\n</body></html>\n`);
 }
 
-// grantConsent finishes a consent prompt by granting what was asked.
-async function grantConsent(details) {
-  const { prompt: { details: missing }, params, session } = details;
-  let grant;
-  if (details.grantId) {
-    grant = await provider.Grant.find(details.grantId);
-  } else {
-    grant = new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
-  }
+function loginPage(res, uid, error) {
+  const u = esc(uid);
+  page(res, 200, 'Sign in', `<h1>Sign in</h1>
+${error ? `<p id="error">${esc(error)}</p>\n` : ''}<form id="login" method="post" action="/interaction/${u}/login">
+<input name="login" autofocus> <input name="password" type="password">
+<button type="submit">Sign in</button>
+</form>
+<form id="abort" method="post" action="/interaction/${u}/abort"><button type="submit">Cancel</button></form>`);
+}
+
+// consentResult grants everything the consent prompt says is missing, on
+// the interaction's existing grant or a new one.
+async function consentResult(details) {
+  const { prompt: { details: missing }, params, session, grantId } = details;
+  const grant = grantId
+    ? await provider.Grant.find(grantId)
+    : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
   if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
   if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
-  if (missing.missingResourceScopes) {
-    for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes)) {
-      grant.addResourceScope(indicator, scopes.join(' '));
-    }
+  for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+    grant.addResourceScope(indicator, scopes.join(' '));
   }
+  for (const detail of missing.rar ?? []) grant.addRar(detail);
   return { consent: { grantId: await grant.save() } };
 }
 
-async function interaction(req, res, url) {
-  const m = url.pathname.match(/^\/interaction\/([^/]+)(?:\/(login|abort))?$/);
-  if (!m) return false;
+// interaction serves GET /interaction/:uid, POST /interaction/:uid/login
+// and POST /interaction/:uid/abort.
+async function interaction(req, res, path) {
+  const m = path.match(/^\/interaction\/([^/]+)(?:\/(login|abort))?$/);
+  if (!m) return page(res, 404, 'Not found', '<h1>Not found</h1>');
   const [, uid, action] = m;
   const details = await provider.interactionDetails(req, res);
-  if (details.uid !== uid) {
-    page(res, 400, '<h1>interaction mismatch</h1>');
-    return true;
-  }
-  if (req.method === 'GET' && details.prompt.name === 'consent') {
-    await provider.interactionFinished(req, res, await grantConsent(details), { mergeWithLastSubmission: true });
-    return true;
-  }
+  if (details.uid !== uid) return page(res, 400, 'Error', '<h1>interaction mismatch</h1>');
+  const prompt = details.prompt.name;
+
   if (req.method === 'GET' && !action) {
-    page(res, 200, `<h1>Sign in</h1>
-<form method="post" action="/interaction/${esc(uid)}/login">
-<input name="login" autofocus><input name="password" type="password">
-<button type="submit">Sign in</button></form>
-<form method="post" action="/interaction/${esc(uid)}/abort"><button type="submit">Cancel</button></form>`);
-    return true;
+    if (prompt === 'consent') {
+      return provider.interactionFinished(req, res, await consentResult(details), { mergeWithLastSubmission: true });
+    }
+    if (prompt === 'login') return loginPage(res, uid);
+    return page(res, 501, 'Error', `<h1>prompt ${esc(prompt)} is not implemented</h1>`);
   }
-  if (req.method !== 'POST' || !action) {
-    page(res, 405, '<h1>method not allowed</h1>');
-    return true;
-  }
-  const form = await readForm(req);
+  if (req.method !== 'POST' || !action) return page(res, 405, 'Error', '<h1>method not allowed</h1>');
+
+  const form = new URLSearchParams((await readBody(req)).toString('utf8'));
   if (action === 'abort') {
-    await provider.interactionFinished(req, res, {
+    return provider.interactionFinished(req, res, {
       error: 'access_denied', error_description: 'the user cancelled the sign-in',
     }, { mergeWithLastSubmission: false });
-    return true;
   }
-  const account = findLogin(form.get('login') ?? '');
-  if (!account) {
-    page(res, 200, `<p id="error">unknown user</p><form method="post" action="/interaction/${esc(uid)}/login"><input name="login"><button type="submit">Sign in</button></form>`);
-    return true;
-  }
-  await provider.interactionFinished(req, res, { login: { accountId: account.sub } }, { mergeWithLastSubmission: false });
-  return true;
+  const login = form.get('login') ?? '';
+  const account = findLogin(login);
+  if (!account) return loginPage(res, uid, `unknown user ${login}`);
+  return provider.interactionFinished(req, res, { login: { accountId: account.sub } }, { mergeWithLastSubmission: false });
 }
+
+// ---- the server -------------------------------------------------------
+
+const counts = {};
+let handle; // provider.callback()
 
 const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, 'http://127.0.0.1');
   const key = `${req.method} ${url.pathname}`;
-  counts[key] = (counts[key] ?? 0) + 1;
-  process.stderr.write(`oidc-provider: ${key}\n`);
+  const test = url.pathname.startsWith('/__test/');
+  if (!test) counts[key] = (counts[key] ?? 0) + 1;
+  res.on('finish', () => log(`${req.method} ${req.url} ${res.statusCode}`));
   try {
-    if (url.pathname === '/__test/counts') {
+    if (url.pathname === '/__test/counts' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(counts));
-      return;
+      return res.end(JSON.stringify(counts));
     }
     if (url.pathname === '/__test/reset' && req.method === 'POST') {
       for (const k of Object.keys(counts)) delete counts[k];
       res.writeHead(204);
-      res.end();
-      return;
+      return res.end();
     }
-    if (url.pathname.startsWith('/interaction/') && await interaction(req, res, url)) return;
-    provider.callback()(req, res);
+    if (!provider) return page(res, 503, 'Starting', '<h1>starting</h1>');
+    if (url.pathname.startsWith('/interaction/')) return await interaction(req, res, url.pathname);
+    return handle(req, res);
   } catch (err) {
-    process.stderr.write(`oidc-provider: error: ${err.stack ?? err}\n`);
-    if (!res.headersSent) page(res, 500, `<pre id="error">${esc(err.message)}</pre>`);
+    log(`error: ${err.stack ?? err}`);
+    if (!res.headersSent) page(res, 500, 'Error', `<h1>Error</h1><pre id="error">${esc(err.message)}</pre>`);
+    else res.end();
   }
 });
 
 server.listen(0, '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = `http://127.0.0.1:${port}`;
-  provider = new Provider(issuer, configuration);
-  // Behind no proxy: the issuer is plain http on loopback.
-  provider.on('server_error', (ctx, err) => process.stderr.write(`oidc-provider: server_error: ${err.stack}\n`));
-  for (const g of grantModules) g.register(provider, cfg, accounts, errors);
+  const p = new Provider(issuer, configuration);
+  if (cfg.requireIdTokenHint) p.use(refuseLogoutWithoutHint(new URL(p.urlFor('end_session')).pathname));
+  p.on('server_error', (ctx, err) => log(`server_error: ${err.stack ?? err}`));
+  for (const event of ['authorization.error', 'grant.error', 'end_session.error', 'end_session_confirm.error',
+    'userinfo.error', 'introspection.error', 'revocation.error', 'discovery.error', 'jwks.error']) {
+    p.on(event, (ctx, err) => log(`${event}: ${err.error ?? err.name}: ${err.error_description ?? err.message}`));
+  }
+  for (const g of grantModules) g.register(p, { cfg, accounts, findLogin, errors });
+  provider = p;
+  handle = p.callback();
   process.stdout.write(`${JSON.stringify({ issuer })}\n`);
 });

@@ -1,18 +1,30 @@
-// Package oidcprovider runs the npm oidc-provider (the OpenID Certified
-// authorization server for Node.js) for tests, like net/http/httptest runs
-// a Go server: on a free loopback port, with a configuration the test
-// writes, stopped at the end of the test.
+// Package oidcprovider runs the npm oidc-provider (panva's OpenID Certified
+// authorization server for Node.js) for tests, the way net/http/httptest
+// runs a Go server: on a free loopback port, with a configuration the test
+// writes, stopped when the test ends.
 //
-// The server is the pinned package in interop/node (npm ci --prefix
-// interop/node). Without node or the package the tests that need it are
-// skipped, unless AUTHGATE_INTEROP_TESTS=required (CI), which fails them.
+// The server is the pinned package in interop/node, installed with
+//
+//	npm ci --prefix interop/node
+//
+// in the module root. Without node or the package, Start skips the test,
+// unless the environment has AUTHGATE_INTEROP_TESTS=required (CI), which
+// fails it instead.
+//
+// A test starts a server, points the code under test at Server.URL (the
+// issuer; discovery is at URL + "/.well-known/openid-configuration") and
+// plays the browser with Authorize, Cancel, EndSession and SignedIn, each
+// given an *http.Client with a cookie jar that stands for the user's
+// browser.
 package oidcprovider
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
@@ -23,12 +35,18 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
 
-// Client is a client registration, in oidc-provider's metadata names
-// (OpenID Connect Dynamic Client Registration §2).
+// InstallCommand is the command, run in the module root, that installs the
+// pinned oidc-provider Start needs.
+const InstallCommand = "npm ci --prefix interop/node"
+
+// Client is a client registration in oidc-provider's metadata names
+// (OpenID Connect Dynamic Client Registration 1.0 §2). Empty fields are
+// left out, so oidc-provider's client defaults apply to them.
 type Client struct {
 	ID                      string   `json:"client_id"`
 	Secret                  string   `json:"client_secret,omitempty"`
@@ -38,11 +56,12 @@ type Client struct {
 	ResponseTypes           []string `json:"response_types,omitempty"`
 	Scope                   string   `json:"scope,omitempty"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method,omitempty"`
-	// Extra are further metadata (jwks, application_type, ...), merged in.
+	// Extra holds further metadata (jwks, application_type, ...), merged
+	// into the registration; it wins over the fields above.
 	Extra map[string]any `json:"-"`
 }
 
-// MarshalJSON merges Extra into the metadata.
+// MarshalJSON writes the registration with Extra merged in.
 func (c Client) MarshalJSON() ([]byte, error) {
 	type plain Client
 	b, err := json.Marshal(plain(c))
@@ -59,121 +78,145 @@ func (c Client) MarshalJSON() ([]byte, error) {
 	return json.Marshal(m)
 }
 
-// Account is a user who can sign in; the login form accepts its Sub or
-// its preferred_username claim (any password).
+// Account is a user who can sign in. The login form accepts its Sub or its
+// preferred_username claim as login name, with any password. Claims are
+// what oidc-provider's findAccount returns (sub is added), released by
+// scope as Config.Claims says.
 type Account struct {
 	Sub    string         `json:"sub"`
 	Claims map[string]any `json:"claims"`
+	// Password is what the password grant (Config.Grants "password")
+	// accepts for this account; empty means the grant never signs it in.
+	// The login form ignores it.
+	Password string `json:"password,omitempty"`
 }
 
-// TTL are the lifetimes of the server's artifacts; zero keeps
-// oidc-provider's default (access tokens 1 h, ID tokens 1 h, refresh
-// tokens 14 d).
+// TTL holds the lifetimes of the server's artifacts, sent in whole seconds
+// (rounded up). Zero keeps oidc-provider's default: access tokens 1 h (or
+// a resource server's own), client-credentials tokens 10 min, authorization
+// codes 1 min, ID tokens 1 h, refresh tokens 14 d, sessions 14 d, grants
+// 14 d, interactions 1 h.
 type TTL struct {
-	AccessToken, IDToken, RefreshToken, ClientCredentials, Session, Grant, Interaction time.Duration
+	AccessToken       time.Duration
+	AuthorizationCode time.Duration
+	ClientCredentials time.Duration
+	IDToken           time.Duration
+	RefreshToken      time.Duration
+	Session           time.Duration
+	Grant             time.Duration
+	Interaction       time.Duration
 }
 
-// Config configures a server. The zero value is one confidential client
-// (DefaultClient) and the accounts alice and bob.
+// Config configures a server. Its zero value registers DefaultClient with
+// no redirect URIs (give it the caller's with DefaultClient(uri) in
+// Clients) and the accounts of DefaultAccounts.
 type Config struct {
-	// Clients are the registrations; empty means DefaultClient(nil).
+	// Clients are the registered clients; empty means one DefaultClient().
 	Clients []Client
 	// Accounts are the users; empty means DefaultAccounts().
 	Accounts []Account
-	// TTL are the artifacts' lifetimes.
+	// TTL holds the artifacts' lifetimes.
 	TTL TTL
 	// Features are deep-merged over the harness's defaults (revocation
-	// and RP-initiated logout on, devInteractions replaced by the
-	// harness's login form), e.g. {"clientCredentials": {"enabled": true}}.
+	// and RP-initiated logout on, devInteractions off in favour of the
+	// harness's login form), in oidc-provider's names, for example
+	// {"clientCredentials": {"enabled": true}} or
+	// {"introspection": {"enabled": true}}.
 	Features map[string]any
 	// Claims is the scope → claims map; nil means openid [sub], email
-	// [email, email_verified], profile [name, preferred_username, ...],
-	// groups [groups].
+	// [email, email_verified], profile [name, preferred_username,
+	// given_name, family_name] and groups [groups].
 	Claims map[string][]string
-	// Scopes are the scopes besides the claims' ones; nil means
+	// Scopes are the scopes besides those Claims defines; nil means
 	// oidc-provider's own (openid, offline_access).
 	Scopes []string
-	// RequireIDTokenHint makes end-session requests that carry
-	// post_logout_redirect_uri without id_token_hint fail with a 500 page,
-	// as some servers do.
+	// RequireIDTokenHint makes the end-session endpoint answer a request
+	// (GET or POST) that carries post_logout_redirect_uri without
+	// id_token_hint with a 500 page, leaving the user signed in, as some
+	// servers do.
 	RequireIDTokenHint bool
 	// ResourceServers are the RFC 8707 resource indicators the server
-	// knows, each with the scope it grants and its token format.
+	// knows, by indicator; any other indicator is invalid_target.
 	ResourceServers map[string]ResourceServer
-	// Grants names modules of interop/node/grants to load (grant types
-	// oidc-provider lacks, registered through registerGrantType).
+	// Grants names modules in interop/node/grants to load, each
+	// registering a grant type oidc-provider lacks through
+	// provider.registerGrantType (see interop/node/grants/README.md).
 	Grants []string
-	// Extra are further Provider configuration keys, deep-merged.
+	// Extra holds any other Provider configuration, deep-merged last (for
+	// example {"pkce": ...} or {"enableHttpPostMethods": true}).
 	Extra map[string]any
 }
 
-// ResourceServer is an API the server issues tokens for.
+// ResourceServer is an API the server issues access tokens for
+// (resourceIndicators' getResourceServerInfo).
 type ResourceServer struct {
-	// Scope is the space-separated scope it grants.
+	// Scope is the space-separated scope the API accepts.
 	Scope string `json:"scope,omitempty"`
 	// AccessTokenFormat is "jwt" (the default) or "opaque".
 	AccessTokenFormat string `json:"accessTokenFormat,omitempty"`
-	// Audience is the tokens' aud; default the indicator itself.
+	// Audience is the tokens' aud; empty means the indicator itself.
 	Audience string `json:"audience,omitempty"`
 }
 
-// DefaultClient is the confidential client authgate / authgate-secret
-// with the code and refresh grants, for the given redirect URIs.
+// DefaultClient returns the confidential client "authgate" with secret
+// "authgate-secret" (client_secret_basic, oidc-provider's default), the
+// authorization_code and refresh_token grants and response type code,
+// registered for redirectURIs.
 func DefaultClient(redirectURIs ...string) Client {
-	return Client{ID: "authgate", Secret: "authgate-secret", RedirectURIs: redirectURIs,
-		GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"}}
+	return Client{
+		ID: "authgate", Secret: "authgate-secret", RedirectURIs: redirectURIs,
+		GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
+	}
 }
 
-// DefaultAccounts are alice (groups admins, staff) and bob (staff).
+// DefaultAccounts returns alice (alice@example.com, groups admins and
+// staff) and bob (bob@example.org, group staff), both with verified email
+// addresses.
 func DefaultAccounts() []Account {
 	return []Account{
-		{Sub: "alice", Claims: map[string]any{"email": "alice@example.com", "email_verified": true, "name": "Alice Example",
-			"preferred_username": "alice", "groups": []string{"admins", "staff"}}},
-		{Sub: "bob", Claims: map[string]any{"email": "bob@example.org", "email_verified": true, "name": "Bob Example",
-			"preferred_username": "bob", "groups": []string{"staff"}}},
+		{Sub: "alice", Claims: map[string]any{
+			"email": "alice@example.com", "email_verified": true, "name": "Alice Example",
+			"given_name": "Alice", "family_name": "Example", "preferred_username": "alice",
+			"groups": []string{"admins", "staff"},
+		}},
+		{Sub: "bob", Claims: map[string]any{
+			"email": "bob@example.org", "email_verified": true, "name": "Bob Example",
+			"given_name": "Bob", "family_name": "Example", "preferred_username": "bob",
+			"groups": []string{"staff"},
+		}},
 	}
 }
 
 // Server is a running oidc-provider.
 type Server struct {
-	// URL is the issuer identifier, http://127.0.0.1:port, exactly as
-	// oidc-provider writes it in discovery and tokens.
+	// URL is the issuer identifier, http://127.0.0.1:PORT with no
+	// trailing slash, exactly as oidc-provider writes it in discovery and
+	// in tokens' iss.
 	URL string
-	log *logBuffer
+
+	origin string
+	log    *logBuffer
 }
 
-// Start runs a server configured by cfg until the test ends.
+// Start runs a server configured by cfg until the test ends. It skips the
+// test when node or the installed package is missing (fails it with
+// AUTHGATE_INTEROP_TESTS=required), and fails it when the server does not
+// come up within 20 seconds. When the test has failed, the server's log
+// is written to the test log at the end.
 func Start(t testing.TB, cfg Config) *Server {
 	t.Helper()
-	dir := nodeDir()
-	node, err := exec.LookPath("node")
-	if err == nil {
-		_, err = os.Stat(filepath.Join(dir, "node_modules", "oidc-provider", "package.json"))
-	}
+	dir, node, err := locate()
 	if err != nil {
-		msg := "oidc-provider is not installed; run: npm ci --prefix interop/node (" + err.Error() + ")"
 		if os.Getenv("AUTHGATE_INTEROP_TESTS") == "required" {
-			t.Fatal(msg)
+			t.Fatalf("oidcprovider: %v (AUTHGATE_INTEROP_TESTS=required)", err)
 		}
-		t.Skip(msg)
+		t.Skipf("oidcprovider: %v", err)
 	}
-	if len(cfg.Clients) == 0 {
-		cfg.Clients = []Client{DefaultClient()}
-	}
-	if len(cfg.Accounts) == 0 {
-		cfg.Accounts = DefaultAccounts()
-	}
-	doc := map[string]any{
-		"clients": cfg.Clients, "accounts": cfg.Accounts, "features": cfg.Features, "scopes": cfg.Scopes,
-		"requireIdTokenHint": cfg.RequireIDTokenHint, "grants": cfg.Grants, "resourceServers": cfg.ResourceServers, "extra": cfg.Extra, "ttl": cfg.TTL.seconds(),
-	}
-	if cfg.Claims != nil {
-		doc["claims"] = cfg.Claims
-	}
-	input, err := json.Marshal(doc)
+	input, err := cfg.document()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("oidcprovider: config: %v", err)
 	}
+
 	cmd := exec.Command(node, "server.mjs")
 	cmd.Dir = dir
 	stdin, err := cmd.StdinPipe()
@@ -187,11 +230,13 @@ func Start(t testing.TB, cfg Config) *Server {
 	s := &Server{log: &logBuffer{}}
 	cmd.Stderr = s.log
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("oidcprovider: starting node: %v", err)
 	}
 	done := make(chan struct{})
 	t.Cleanup(func() {
-		stdin.Close() // the server exits when its stdin closes
+		// The server exits when its stdin closes; SIGTERM too.
+		stdin.Close()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
@@ -199,11 +244,12 @@ func Start(t testing.TB, cfg Config) *Server {
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("oidc-provider log:\n%s", s.log)
+			t.Logf("oidc-provider log (%s):\n%s", s.URL, s.log)
 		}
 	})
+	// The configuration is the first line of stdin, which then stays open.
 	if _, err := stdin.Write(append(input, '\n')); err != nil {
-		t.Fatal(err)
+		t.Fatalf("oidcprovider: writing the config: %v\n%s", err, s.log)
 	}
 	ready := make(chan string, 1)
 	go func() {
@@ -213,8 +259,13 @@ func Start(t testing.TB, cfg Config) *Server {
 				Issuer string `json:"issuer"`
 			}
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Issuer != "" {
-				ready <- line.Issuer
+				select {
+				case ready <- line.Issuer:
+				default:
+				}
+				continue
 			}
+			fmt.Fprintf(s.log, "stdout: %s\n", sc.Bytes())
 		}
 		_ = cmd.Wait()
 		close(done)
@@ -222,23 +273,94 @@ func Start(t testing.TB, cfg Config) *Server {
 	select {
 	case s.URL = <-ready:
 	case <-done:
-		t.Fatalf("oidc-provider exited at start-up:\n%s", s.log)
+		t.Fatalf("oidcprovider: node exited at start-up: %v\n%s", cmd.ProcessState, s.log)
 	case <-time.After(20 * time.Second):
-		t.Fatalf("oidc-provider not ready after 20s:\n%s", s.log)
+		t.Fatalf("oidcprovider: no ready line from node after 20s:\n%s", s.log)
 	}
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatalf("oidcprovider: bad issuer %q: %v", s.URL, err)
+	}
+	s.origin = u.Scheme + "://" + u.Host
 	return s
 }
 
-// nodeDir is interop/node of this checkout.
-func nodeDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "node")
+// locate finds interop/node (with the installed package) and node.
+func locate() (dir, node string, err error) {
+	dir, err = nodeDir()
+	if err != nil {
+		return "", "", err
+	}
+	node, err = exec.LookPath("node")
+	if err != nil {
+		return "", "", fmt.Errorf("node is not on PATH (install Node.js 20.19 or later, e.g. apt-get install nodejs npm, then run %s in the module root)", InstallCommand)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "oidc-provider", "package.json")); err != nil {
+		return "", "", fmt.Errorf("oidc-provider is not installed in %s; run %s in the module root", dir, InstallCommand)
+	}
+	return dir, node, nil
 }
 
+// nodeDir is interop/node of this module: next to this source file, or
+// found through go env GOMOD (for builds with -trimpath).
+func nodeDir() (string, error) {
+	if _, file, _, ok := runtime.Caller(0); ok {
+		dir := filepath.Join(filepath.Dir(file), "..", "node")
+		if _, err := os.Stat(filepath.Join(dir, "server.mjs")); err == nil {
+			return dir, nil
+		}
+	}
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", errors.New("cannot find the module root (interop/node/server.mjs) from the source path or go env GOMOD")
+	}
+	dir := filepath.Join(filepath.Dir(gomod), "interop", "node")
+	if _, err := os.Stat(filepath.Join(dir, "server.mjs")); err != nil {
+		return "", fmt.Errorf("no %s", filepath.Join(dir, "server.mjs"))
+	}
+	return dir, nil
+}
+
+// document is the JSON configuration server.mjs reads.
+func (cfg Config) document() ([]byte, error) {
+	clients := cfg.Clients
+	if len(clients) == 0 {
+		clients = []Client{DefaultClient()}
+	}
+	accounts := cfg.Accounts
+	if len(accounts) == 0 {
+		accounts = DefaultAccounts()
+	}
+	doc := map[string]any{
+		"clients":            clients,
+		"accounts":           accounts,
+		"ttl":                cfg.TTL.seconds(),
+		"requireIdTokenHint": cfg.RequireIDTokenHint,
+	}
+	set := func(key string, v any, present bool) {
+		if present {
+			doc[key] = v
+		}
+	}
+	set("features", cfg.Features, cfg.Features != nil)
+	set("claims", cfg.Claims, cfg.Claims != nil)
+	set("scopes", cfg.Scopes, cfg.Scopes != nil)
+	set("resourceServers", cfg.ResourceServers, cfg.ResourceServers != nil)
+	set("grants", cfg.Grants, cfg.Grants != nil)
+	set("extra", cfg.Extra, cfg.Extra != nil)
+	return json.Marshal(doc)
+}
+
+// seconds maps the lifetimes to oidc-provider's ttl names.
 func (ttl TTL) seconds() map[string]int64 {
 	out := map[string]int64{}
-	for name, d := range map[string]time.Duration{"AccessToken": ttl.AccessToken, "IdToken": ttl.IDToken, "RefreshToken": ttl.RefreshToken,
-		"ClientCredentials": ttl.ClientCredentials, "Session": ttl.Session, "Grant": ttl.Grant, "Interaction": ttl.Interaction} {
+	for name, d := range map[string]time.Duration{
+		"AccessToken": ttl.AccessToken, "AuthorizationCode": ttl.AuthorizationCode,
+		"ClientCredentials": ttl.ClientCredentials, "IdToken": ttl.IDToken,
+		"RefreshToken": ttl.RefreshToken, "Session": ttl.Session, "Grant": ttl.Grant,
+		"Interaction": ttl.Interaction,
+	} {
 		if d > 0 {
 			out[name] = int64((d + time.Second - 1) / time.Second)
 		}
@@ -246,29 +368,54 @@ func (ttl TTL) seconds() map[string]int64 {
 	return out
 }
 
-// Log returns what the server logged (one line per request, and errors).
+// Log returns what the server has logged so far: one line per request
+// ("METHOD /path?query STATUS"), oidc-provider's warnings and the errors
+// it reported.
 func (s *Server) Log() string { return s.log.String() }
 
-// Counts returns how many requests each "METHOD /path" received.
-func (s *Server) Counts(t testing.TB) map[string]int {
-	t.Helper()
-	resp, err := http.Get(s.URL + "/__test/counts")
+var testClient = &http.Client{Timeout: 10 * time.Second}
+
+// Counts returns how many requests the server has answered per
+// "METHOD /path" (no query), e.g. "POST /token", since the start or the
+// last Reset. It panics if the server does not answer.
+func (s *Server) Counts() map[string]int {
+	resp, err := testClient.Get(s.URL + "/__test/counts")
 	if err != nil {
-		t.Fatal(err)
+		panic(fmt.Sprintf("oidcprovider: counts: %v", err))
 	}
 	defer resp.Body.Close()
 	m := map[string]int{}
 	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		t.Fatal(err)
+		panic(fmt.Sprintf("oidcprovider: counts: %v", err))
 	}
 	return m
 }
 
-// Count returns how many requests "METHOD /path" received, e.g. "POST /token".
-func (s *Server) Count(t testing.TB, methodPath string) int { return s.Counts(t)[methodPath] }
+// Count returns how many requests the server has answered for methodPath,
+// e.g. "POST /token", since the start or the last Reset.
+func (s *Server) Count(methodPath string) int { return s.Counts()[methodPath] }
 
-// noFollow is c, sharing its cookie jar, without following redirects.
-func noFollow(c *http.Client) *http.Client {
+// Reset sets all counts to zero. It panics if the server does not answer.
+func (s *Server) Reset() {
+	resp, err := testClient.Post(s.URL+"/__test/reset", "", nil)
+	if err != nil {
+		panic(fmt.Sprintf("oidcprovider: reset: %v", err))
+	}
+	resp.Body.Close()
+}
+
+// owns reports whether u is on the server's origin.
+func (s *Server) owns(u *url.URL) bool { return u.Scheme+"://"+u.Host == s.origin }
+
+const maxSteps = 20
+
+// browser returns a copy of c that shares its cookie jar and transport but
+// follows no redirects.
+func browser(t testing.TB, c *http.Client) *http.Client {
+	t.Helper()
+	if c == nil || c.Jar == nil {
+		t.Fatal("oidcprovider: the browser needs an *http.Client with a cookie jar")
+	}
 	n := *c
 	n.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	if n.Timeout == 0 {
@@ -277,151 +424,266 @@ func noFollow(c *http.Client) *http.Client {
 	return &n
 }
 
-// Authorize drives a browser (c, with a cookie jar) from authURL through
-// the server's sign-in as login, consent granted for what was asked, and
-// returns where the server finally sends it off its own origin: the
-// client's redirect_uri with code and state, or with an error. With a
-// login session at the server already, no form is shown (prompt=none
-// works the same way).
-func (s *Server) Authorize(t testing.TB, c *http.Client, authURL, login string) *url.URL {
+// step sends req and returns the answer with its body read (at most 1 MiB)
+// and, for a redirect, its resolved Location.
+func step(t testing.TB, c *http.Client, req *http.Request) (*http.Response, []byte, *url.URL) {
 	t.Helper()
-	return s.drive(t, c, authURL, func(uid string) (string, url.Values) {
-		return "/interaction/" + uid + "/login", url.Values{"login": {login}, "password": {"any"}}
-	})
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("oidcprovider: %s %s: %v", req.Method, req.URL, err)
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if resp.StatusCode < 300 || resp.StatusCode > 399 {
+		return resp, body, nil
+	}
+	loc, err := req.URL.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.Header.Get("Location") == "" {
+		t.Fatalf("oidcprovider: %s %s: %d with Location %q", req.Method, req.URL, resp.StatusCode, resp.Header.Get("Location"))
+	}
+	return resp, body, loc
 }
 
-// Cancel is Authorize with the user pressing Cancel at the sign-in form.
+func get(u string) *http.Request {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		panic(err)
+	}
+	return req
+}
+
+func postForm(u string, form url.Values) *http.Request {
+	req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		panic(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return req
+}
+
+// Authorize plays the browser c (an *http.Client with a cookie jar; its
+// CheckRedirect is not used) from authURL, normally the server's
+// authorization endpoint with the client's parameters, through the
+// server's sign-in as login (any password), consent granted for whatever
+// was asked. It follows redirects on the server's origin and returns the
+// first redirect that leaves it: the client's redirect_uri with code and
+// state, or with error. When the browser already has a login session at
+// the server, no form is shown. An unknown login, an error page or any
+// other page fails the test with the page's body.
+func (s *Server) Authorize(t testing.TB, c *http.Client, authURL, login string) *url.URL {
+	t.Helper()
+	return s.interact(t, c, authURL, "login", url.Values{"login": {login}, "password": {"any password"}})
+}
+
+// Cancel is Authorize with the user pressing Cancel on the sign-in form:
+// the redirect it returns carries error=access_denied.
 func (s *Server) Cancel(t testing.TB, c *http.Client, authURL string) *url.URL {
 	t.Helper()
-	return s.drive(t, c, authURL, func(uid string) (string, url.Values) {
-		return "/interaction/" + uid + "/abort", url.Values{}
-	})
+	return s.interact(t, c, authURL, "abort", url.Values{})
 }
 
 var interactionPath = regexp.MustCompile(`^/interaction/([^/]+)$`)
 
-func (s *Server) drive(t testing.TB, c *http.Client, start string, submit func(uid string) (string, url.Values)) *url.URL {
+func (s *Server) interact(t testing.TB, c *http.Client, start, action string, form url.Values) *url.URL {
 	t.Helper()
-	c = noFollow(c)
-	next, _ := http.NewRequest(http.MethodGet, start, nil)
-	for range 20 {
-		resp, err := c.Do(next)
-		if err != nil {
-			t.Fatalf("oidc-provider: %s %s: %v", next.Method, next.URL, err)
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		if resp.StatusCode/100 == 3 {
-			loc, err := next.URL.Parse(resp.Header.Get("Location"))
-			if err != nil {
-				t.Fatalf("oidc-provider: bad Location %q", resp.Header.Get("Location"))
-			}
-			if !strings.HasPrefix(loc.String(), s.URL+"/") {
+	c = browser(t, c)
+	req := get(start)
+	submitted := false
+	for range maxSteps {
+		resp, body, loc := step(t, c, req)
+		if loc != nil {
+			if !s.owns(loc) {
 				return loc
 			}
-			next, _ = http.NewRequest(http.MethodGet, loc.String(), nil)
+			req = get(loc.String())
 			continue
 		}
-		m := interactionPath.FindStringSubmatch(next.URL.Path)
-		if resp.StatusCode != http.StatusOK || m == nil || next.Method != http.MethodGet {
-			t.Fatalf("oidc-provider answered %s %s with %d:\n%s", next.Method, next.URL.Path, resp.StatusCode, body)
+		m := interactionPath.FindStringSubmatch(req.URL.Path)
+		if resp.StatusCode == http.StatusOK && req.Method == http.MethodGet && s.owns(req.URL) && m != nil && !submitted {
+			submitted = true // once: a second form means the login was refused
+			req = postForm(s.URL+"/interaction/"+m[1]+"/"+action, form)
+			continue
 		}
-		path, form := submit(m[1])
-		next, _ = http.NewRequest(http.MethodPost, s.URL+path, strings.NewReader(form.Encode()))
-		next.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		t.Fatalf("oidcprovider: %s %s answered %d instead of a redirect:\n%s", req.Method, req.URL, resp.StatusCode, body)
 	}
-	t.Fatal("oidc-provider: more than 20 redirects")
+	t.Fatalf("oidcprovider: more than %d steps from %s", maxSteps, start)
 	return nil
 }
 
-// LogoutResult is how an end-session request ended.
+// LogoutResult is how an end-session request ended. After a successful
+// RP-initiated logout with post_logout_redirect_uri, Redirect is that URI
+// (with state) and Confirmed is true; without one, the server shows its
+// "signed out" page (Status 200 at URL .../session/end/success). A
+// refusal is an error page: Status and Body, Confirmed false.
 type LogoutResult struct {
-	// Redirect is where the server sent the browser after the sign-out
-	// (the post_logout_redirect_uri); nil when it showed a page instead.
+	// Redirect is the first redirect off the server's origin (the
+	// post_logout_redirect_uri); nil when the server ended on a page.
 	Redirect *url.URL
-	// Status and Body are the page's when there was no redirect.
+	// Confirmed tells whether the server asked to confirm the logout
+	// (its form with xsrf, or its auto-posting form when the browser had
+	// no session left) and the harness confirmed it with logout=yes.
+	Confirmed bool
+	// Status, Body and URL are those of the page the server ended on
+	// when there was no Redirect.
 	Status int
 	Body   string
+	URL    *url.URL
 }
 
-var (
-	formAction = regexp.MustCompile(`<form[^>]*id="op.logoutForm"[^>]*action="([^"]+)"`)
-	xsrfInput  = regexp.MustCompile(`name="xsrf" value="([^"]+)"`)
-)
-
-// EndSession sends the browser's end-session request (a GET of u, or a POST
-// of form to u when form is not nil), confirms the server's "sign out?"
-// page, and reports where it ended.
-func (s *Server) EndSession(t testing.TB, c *http.Client, u string, form url.Values) LogoutResult {
+// EndSession follows a sign-out answer of the code under test (the
+// gateway's) to the server: a redirect to the end-session endpoint, or an
+// HTML page with a POST form to it (the first form with method post;
+// its hidden inputs are sent). It then goes on as EndSessionRequest. Any
+// other answer fails the test. signOut's body is read and closed.
+func (s *Server) EndSession(t testing.TB, c *http.Client, signOut *http.Response) LogoutResult {
 	t.Helper()
-	c = noFollow(c)
-	var req *http.Request
-	if form == nil {
-		req, _ = http.NewRequest(http.MethodGet, u, nil)
-	} else {
-		req, _ = http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	defer signOut.Body.Close()
+	base := &url.URL{}
+	if signOut.Request != nil {
+		base = signOut.Request.URL
 	}
-	for range 5 {
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatalf("oidc-provider end_session: %v", err)
+	body, _ := io.ReadAll(io.LimitReader(signOut.Body, 1<<20))
+	var req *http.Request
+	switch {
+	case signOut.StatusCode >= 300 && signOut.StatusCode <= 399:
+		loc, err := base.Parse(signOut.Header.Get("Location"))
+		if err != nil || !s.owns(loc) {
+			t.Fatalf("oidcprovider: the sign-out answer redirects to %q, not to the server at %s", signOut.Header.Get("Location"), s.URL)
 		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		if resp.StatusCode/100 == 3 {
-			loc, _ := req.URL.Parse(resp.Header.Get("Location"))
-			if !strings.HasPrefix(loc.String(), s.URL+"/") {
-				return LogoutResult{Redirect: loc}
+		req = get(loc.String())
+	case signOut.StatusCode == http.StatusOK:
+		f, ok := findForm(body, func(f form) bool { return strings.EqualFold(f.method, "post") })
+		if !ok {
+			t.Fatalf("oidcprovider: the sign-out page has no POST form:\n%s", body)
+		}
+		action, err := base.Parse(f.action)
+		if err != nil || !s.owns(action) {
+			t.Fatalf("oidcprovider: the sign-out page posts to %q, not to the server at %s", f.action, s.URL)
+		}
+		req = postForm(action.String(), f.inputs)
+	default:
+		t.Fatalf("oidcprovider: the sign-out answer is %d, neither a redirect nor a page with a form:\n%s", signOut.StatusCode, body)
+	}
+	return s.EndSessionRequest(t, c, req)
+}
+
+// EndSessionRequest sends req (a GET or POST to the server's end-session
+// endpoint, built by the test) with the browser c (an *http.Client with a
+// cookie jar), confirms the server's logout page with logout=yes,
+// follows redirects on the server's origin and reports where it ended.
+func (s *Server) EndSessionRequest(t testing.TB, c *http.Client, req *http.Request) LogoutResult {
+	t.Helper()
+	c = browser(t, c)
+	var res LogoutResult
+	for range maxSteps {
+		resp, body, loc := step(t, c, req)
+		if loc != nil {
+			if !s.owns(loc) {
+				res.Redirect = loc
+				return res
 			}
-			req, _ = http.NewRequest(http.MethodGet, loc.String(), nil)
+			req = get(loc.String())
 			continue
 		}
-		action := formAction.FindSubmatch(body)
-		xsrf := xsrfInput.FindSubmatch(body)
-		if resp.StatusCode != http.StatusOK || action == nil || xsrf == nil {
-			return LogoutResult{Status: resp.StatusCode, Body: string(body)}
+		if resp.StatusCode == http.StatusOK && !res.Confirmed {
+			f, ok := findForm(body, func(f form) bool {
+				return strings.EqualFold(f.method, "post") && strings.HasSuffix(f.action, "/confirm") && f.inputs.Has("xsrf")
+			})
+			if target, err := req.URL.Parse(f.action); ok && err == nil && s.owns(target) {
+				res.Confirmed = true
+				f.inputs.Set("logout", "yes")
+				req = postForm(target.String(), f.inputs)
+				continue
+			}
 		}
-		target, _ := req.URL.Parse(string(bytes.ReplaceAll(action[1], []byte("&amp;"), []byte("&"))))
-		confirm := url.Values{"xsrf": {string(xsrf[1])}, "logout": {"yes"}}
-		req, _ = http.NewRequest(http.MethodPost, target.String(), strings.NewReader(confirm.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		res.Status, res.Body, res.URL = resp.StatusCode, string(body), req.URL
+		return res
 	}
-	t.Fatal("oidc-provider end_session: too many steps")
-	return LogoutResult{}
+	t.Fatalf("oidcprovider: end_session: more than %d steps", maxSteps)
+	return res
 }
 
 // SignedIn reports whether the browser c still has a login session at the
-// server: an authorization request with prompt=none for the client
-// succeeds without a form.
+// server, by an authorization request for the client with prompt=none:
+// a code or consent_required means yes, login_required no. The request
+// adds to the counts (GET /auth) and, when signed in, issues a code that
+// is never used.
 func (s *Server) SignedIn(t testing.TB, c *http.Client, clientID, redirectURI string) bool {
 	t.Helper()
-	q := url.Values{"client_id": {clientID}, "redirect_uri": {redirectURI}, "response_type": {"code"}, "scope": {"openid"},
-		"prompt": {"none"}, "state": {"probe-state-0123456789abcdef"}, "code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
-	resp, err := noFollow(c).Get(s.URL + "/auth?" + q.Encode())
-	if err != nil {
-		t.Fatal(err)
+	q := url.Values{
+		"client_id": {clientID}, "redirect_uri": {redirectURI}, "response_type": {"code"}, "scope": {"openid"},
+		"prompt": {"none"}, "state": {"signed-in-probe"},
+		// PKCE, in case the client is public: S256 of a fixed verifier.
+		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"},
 	}
-	resp.Body.Close()
-	for hop := 0; resp.StatusCode/100 == 3 && hop < 5; hop++ {
-		loc, _ := resp.Request.URL.Parse(resp.Header.Get("Location"))
-		if !strings.HasPrefix(loc.String(), s.URL+"/") {
-			switch {
-			case loc.Query().Get("code") != "":
-				return true
-			case loc.Query().Get("error") == "login_required":
-				return false
-			default:
-				t.Fatalf("SignedIn: unexpected answer %s", loc)
-			}
+	c = browser(t, c)
+	req := get(s.URL + "/auth?" + q.Encode())
+	for range maxSteps {
+		resp, body, loc := step(t, c, req)
+		switch {
+		case loc == nil:
+			t.Fatalf("oidcprovider: SignedIn: %s answered %d:\n%s", req.URL, resp.StatusCode, body)
+		case s.owns(loc):
+			req = get(loc.String())
+			continue
+		case loc.Query().Get("code") != "", loc.Query().Get("error") == "consent_required":
+			return true
+		case loc.Query().Get("error") == "login_required":
+			return false
+		default:
+			t.Fatalf("oidcprovider: SignedIn: unexpected answer %s", loc)
 		}
-		if resp, err = noFollow(c).Get(loc.String()); err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
 	}
-	t.Fatalf("SignedIn: status %d", resp.StatusCode)
+	t.Fatalf("oidcprovider: SignedIn: more than %d steps", maxSteps)
 	return false
+}
+
+// form is an HTML form: its method, action and input values.
+type form struct {
+	method, action string
+	inputs         url.Values
+}
+
+var (
+	formRe  = regexp.MustCompile(`(?is)<form\b([^>]*)>(.*?)</form\s*>`)
+	inputRe = regexp.MustCompile(`(?is)<input\b([^>]*)>`)
+	attrRe  = regexp.MustCompile(`(?s)([a-zA-Z_:][-a-zA-Z0-9_:.]*)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>` + "`" + `]+))`)
+)
+
+func attrs(s string) map[string]string {
+	m := map[string]string{}
+	for _, a := range attrRe.FindAllStringSubmatch(s, -1) {
+		name := strings.ToLower(a[1])
+		if _, dup := m[name]; !dup {
+			m[name] = html.UnescapeString(a[2] + a[3] + a[4])
+		}
+	}
+	return m
+}
+
+// findForm returns the first form in page that ok accepts, with its
+// named inputs (buttons and unchecked boxes aside).
+func findForm(page []byte, ok func(form) bool) (form, bool) {
+	for _, fm := range formRe.FindAllSubmatch(page, -1) {
+		a := attrs(string(fm[1]))
+		f := form{method: a["method"], action: a["action"], inputs: url.Values{}}
+		if f.method == "" {
+			f.method = "get"
+		}
+		for _, in := range inputRe.FindAllSubmatch(fm[2], -1) {
+			ia := attrs(string(in[1]))
+			typ := strings.ToLower(ia["type"])
+			if ia["name"] == "" || typ == "submit" || typ == "button" || typ == "image" ||
+				((typ == "checkbox" || typ == "radio") && !strings.Contains(strings.ToLower(string(in[1])), "checked")) {
+				continue
+			}
+			f.inputs.Add(ia["name"], ia["value"])
+		}
+		if ok(f) {
+			return f, true
+		}
+	}
+	return form{}, false
 }
 
 // logBuffer collects the server's stderr.
@@ -436,6 +698,8 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-func (b *logBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
-
-var _ fmt.Stringer = (*logBuffer)(nil)
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
