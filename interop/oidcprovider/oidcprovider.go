@@ -48,14 +48,23 @@ const InstallCommand = "npm ci --prefix interop/node"
 // (OpenID Connect Dynamic Client Registration 1.0 §2). Empty fields are
 // left out, so oidc-provider's client defaults apply to them.
 type Client struct {
-	ID                      string   `json:"client_id"`
-	Secret                  string   `json:"client_secret,omitempty"`
-	RedirectURIs            []string `json:"redirect_uris,omitempty"`
-	PostLogoutRedirectURIs  []string `json:"post_logout_redirect_uris,omitempty"`
-	GrantTypes              []string `json:"grant_types,omitempty"`
-	ResponseTypes           []string `json:"response_types,omitempty"`
-	Scope                   string   `json:"scope,omitempty"`
-	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method,omitempty"`
+	// ID is the client_id.
+	ID string `json:"client_id"`
+	// Secret is the client_secret; empty for a public client.
+	Secret string `json:"client_secret,omitempty"`
+	// RedirectURIs are the redirect_uris, e.g. the gateway's callback.
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	// PostLogoutRedirectURIs are the post_logout_redirect_uris.
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
+	// GrantTypes are the grant_types; empty means authorization_code.
+	GrantTypes []string `json:"grant_types,omitempty"`
+	// ResponseTypes are the response_types; empty means code.
+	ResponseTypes []string `json:"response_types,omitempty"`
+	// Scope is the space-separated scope allow-list; empty allows all.
+	Scope string `json:"scope,omitempty"`
+	// TokenEndpointAuthMethod is the token_endpoint_auth_method; empty
+	// means client_secret_basic.
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty"`
 	// Extra holds further metadata (jwks, application_type, ...), merged
 	// into the registration; it wins over the fields above.
 	Extra map[string]any `json:"-"`
@@ -83,7 +92,9 @@ func (c Client) MarshalJSON() ([]byte, error) {
 // what oidc-provider's findAccount returns (sub is added), released by
 // scope as Config.Claims says.
 type Account struct {
-	Sub    string         `json:"sub"`
+	// Sub is the account's subject identifier.
+	Sub string `json:"sub"`
+	// Claims are the account's claims, e.g. email or groups.
 	Claims map[string]any `json:"claims"`
 	// Password is what the password grant (Config.Grants "password")
 	// accepts for this account; empty means the grant never signs it in.
@@ -97,14 +108,22 @@ type Account struct {
 // codes 1 min, ID tokens 1 h, refresh tokens 14 d, sessions 14 d, grants
 // 14 d, interactions 1 h.
 type TTL struct {
-	AccessToken       time.Duration
+	// AccessToken is the lifetime of access tokens of the code flow.
+	AccessToken time.Duration
+	// AuthorizationCode is the lifetime of authorization codes.
 	AuthorizationCode time.Duration
+	// ClientCredentials is the lifetime of client-credentials tokens.
 	ClientCredentials time.Duration
-	IDToken           time.Duration
-	RefreshToken      time.Duration
-	Session           time.Duration
-	Grant             time.Duration
-	Interaction       time.Duration
+	// IDToken is the lifetime of ID tokens.
+	IDToken time.Duration
+	// RefreshToken is the lifetime of refresh tokens.
+	RefreshToken time.Duration
+	// Session is the lifetime of the login session (its cookie).
+	Session time.Duration
+	// Grant is the lifetime of grants (what the user consented to).
+	Grant time.Duration
+	// Interaction is the lifetime of a login or consent interaction.
+	Interaction time.Duration
 }
 
 // Config configures a server. Its zero value registers DefaultClient with
