@@ -57,7 +57,12 @@ func (s *Server) authenticateBearer(w http.ResponseWriter, r *http.Request, rt *
 		s.tokens.PutCaller(k, sess, sess.Token.Expiry)
 		return sess, true, nil
 	} else {
-		at, err = rt.up.Introspect(ctx, upstream.Secret(raw), rt.audience)
+		// Concurrent requests with one new token share one call.
+		v, ierr, _ := s.introspections.Do(string(k[:]), func() (any, error) {
+			return rt.up.Introspect(context.WithoutCancel(ctx), upstream.Secret(raw), rt.audience)
+		})
+		at, _ = v.(*upstream.AccessToken)
+		err = ierr
 		shared = true
 	}
 	switch {
@@ -81,16 +86,7 @@ func (s *Server) authenticateBearer(w http.ResponseWriter, r *http.Request, rt *
 	if !at.Expiry.IsZero() && at.Expiry.Before(until) {
 		until = at.Expiry
 	}
-	sess := &session.Session{
-		Subject:           id.Subject,
-		User:              id.User,
-		Email:             id.Email,
-		EmailVerified:     id.EmailVerified,
-		Name:              id.Name,
-		PreferredUsername: id.PreferredUsername,
-		Groups:            id.Groups,
-		Token:             upstream.Token{AccessToken: upstream.Secret(raw), TokenType: "Bearer", Expiry: until, Scope: at.Scope},
-	}
+	sess := identitySession(id, upstream.Token{AccessToken: upstream.Secret(raw), TokenType: "Bearer", Expiry: until, Scope: at.Scope})
 	s.tokens.PutCaller(k, sess, until)
 	if shared {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)

@@ -85,6 +85,19 @@ func TestClaimMappingAllowRulesUseMappedGroups(t *testing.T) {
 	}
 }
 
+// TestUnverifiedEmailIsNoUser: claims.user: email with an unverified
+// address names the user by sub (SECURITY.md 10).
+func TestUnverifiedEmailIsNoUser(t *testing.T) {
+	u := opaqueUser
+	u.EmailVerified = false
+	e := newEnv(t, envOptions{idp: upstreamtest.Config{Users: []upstreamtest.User{u}}})
+	g := e.gateway(gatewayOptions{mutate: func(_ *proxy.Config, _ *session.Config, uc *upstream.Config) { uc.Claims.User = "email" }})
+	newBrowser(t).login(t, g, "/")
+	if got := e.backend.last(t).Header.Get("X-Forwarded-User"); got != u.Subject {
+		t.Errorf("X-Forwarded-User = %q, want the sub: the address is unverified", got)
+	}
+}
+
 // TestMissingUserClaimFallsBackToSub: a mapping naming a claim the tokens
 // lack uses sub, with one warning however many logins.
 func TestMissingUserClaimFallsBackToSub(t *testing.T) {

@@ -47,7 +47,11 @@ func (a *clientCreds) authenticate(_ http.ResponseWriter, r *http.Request, _ *ro
 		if r.Context().Err() != nil {
 			return nil, false, err
 		}
-		return nil, false, errNoMachineToken.withCause(err)
+		// The token cache warned when the fetch failed (once per
+		// back-off period); a line per request would bury it.
+		pe := errNoMachineToken.withCause(err)
+		pe.logged = true
+		return nil, false, pe
 	}
 	return sess, true, nil
 }

@@ -274,7 +274,7 @@ func (c *Config) Validate() error {
 	if t := c.Limits.BackendResponseTimeout; t < 0 && t != -time.Second {
 		bad("limits.backend_response_timeout", "must be positive, or -1s for no limit")
 	}
-	if c.Password.BasicCacheTTL < 0 || c.Password.BasicCacheTTL > time.Hour {
+	if c.Password.BasicCacheTTL < time.Second || c.Password.BasicCacheTTL > time.Hour {
 		bad("password.basic_cache_ttl", "must be between 1s and 1h")
 	}
 	if c.Password.FailureWindow < 0 {
@@ -283,7 +283,7 @@ func (c *Config) Validate() error {
 	if c.Password.MaxFailuresPerUser < -1 || c.Password.MaxFailuresPerAddress < -1 {
 		bad("password", "max_failures_per_user and max_failures_per_address must be positive, or -1 for no limit")
 	}
-	if c.IntrospectionCacheTTL < 0 || c.IntrospectionCacheTTL > time.Hour {
+	if c.IntrospectionCacheTTL < time.Second || c.IntrospectionCacheTTL > time.Hour {
 		bad("introspection_cache_ttl", "must be between 1s and 1h")
 	}
 	if c.Limits.LoginsPerMinute < -1 {
@@ -335,7 +335,16 @@ func (r *Route) validate() error {
 		}
 	}
 	if !r.ClientSecret.IsZero() && r.ClientID == "" {
-		bad("client_secret", "needs client_id: the route's own client")
+		bad("client_secret", "needs client_id: set routes[i].client_id to the client it belongs to, or remove it")
+	}
+	if r.ClientID != "" && r.ClientSecret.IsZero() {
+		bad("client_secret", "required with client_id: the route's client authenticates with its secret")
+	}
+	if r.Grant == GrantClientCredentials && !r.AcceptBearer && (len(r.Allow.Emails) > 0 || len(r.Allow.EmailDomains) > 0 || len(r.Allow.Groups) > 0) {
+		bad("allow", "a client_credentials route has no user to check; allow rules apply only to caller tokens (set accept_bearer: true) or remove them")
+	}
+	if r.Grant != GrantClientCredentials && !r.AcceptBearer && (r.Audience != "" || r.Resource != "") {
+		bad("audience", "audience and resource apply to client_credentials routes and to caller tokens (accept_bearer: true); remove them or set accept_bearer")
 	}
 	for _, f := range [...]struct{ key, val string }{{"audience", r.Audience}, {"resource", r.Resource}} {
 		if strings.ContainsAny(f.val, " \t\r\n") {

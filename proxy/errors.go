@@ -23,6 +23,9 @@ type pageError struct {
 	cause error
 	// retryAfter, when set, is sent as Retry-After (429, 503).
 	retryAfter time.Duration
+	// logged means the cause was logged where it happened (once per
+	// outage, not once per request): fail logs nothing more.
+	logged bool
 }
 
 func (e *pageError) Error() string {
@@ -94,9 +97,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	pe := classify(err)
-	if pe.status >= 500 {
+	switch {
+	case pe.logged:
+	case pe.status >= 500:
 		s.log.Error(pe.title, "path", r.URL.Path, "status", pe.status, "error", err.Error())
-	} else if pe.cause != nil {
+	case pe.cause != nil:
 		s.log.Info(pe.title, "path", r.URL.Path, "status", pe.status, "error", pe.cause.Error())
 	}
 	switch {

@@ -241,14 +241,19 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 
 // sessionFrom is the session a completed login starts.
 func sessionFrom(login *upstream.Login) (*session.Session, error) {
-	id := login.Identity
-	var claims json.RawMessage
-	if len(id.Claims) > 0 {
+	s := identitySession(login.Identity, *login.Token)
+	if len(login.Identity.Claims) > 0 {
 		var err error
-		if claims, err = json.Marshal(id.Claims); err != nil {
+		if s.Claims, err = json.Marshal(login.Identity.Claims); err != nil {
 			return nil, err
 		}
 	}
+	return s, nil
+}
+
+// identitySession is the session of id carrying tok, without the further
+// claims (a caller token's session needs none).
+func identitySession(id *upstream.Identity, tok upstream.Token) *session.Session {
 	return &session.Session{
 		Subject:           id.Subject,
 		User:              id.User,
@@ -257,9 +262,8 @@ func sessionFrom(login *upstream.Login) (*session.Session, error) {
 		Name:              id.Name,
 		PreferredUsername: id.PreferredUsername,
 		Groups:            id.Groups,
-		Claims:            claims,
-		Token:             *login.Token,
-	}, nil
+		Token:             tok,
+	}
 }
 
 // beginSession stores the session of a completed login (any grant) under a

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
 )
@@ -56,6 +58,7 @@ type Server struct {
 	// tokens caches machine tokens and validated caller tokens.
 	tokens               *session.TokenCache
 	introspectionWarning sync.Once
+	introspections       singleflight.Group
 	// throttle counts failed password sign-ins across the fleet.
 	throttle *session.Throttle
 	// refusalWarned holds the token endpoint's configuration refusals of

@@ -160,7 +160,7 @@ func (t *MachineToken) Get(ctx context.Context) (*Session, error) {
 	now := t.c.now()
 	if e := t.cur.Load(); e != nil && now.Before(e.expiry) {
 		if !now.Before(e.renewAt) {
-			t.renewInBackground()
+			t.renewInBackground(now)
 		}
 		return e.sess, nil
 	}
@@ -184,9 +184,13 @@ func (t *MachineToken) Get(ctx context.Context) (*Session, error) {
 	}
 }
 
-// renewInBackground starts one renewal unless one is running.
-func (t *MachineToken) renewInBackground() {
-	if !t.renewing.CompareAndSwap(false, true) {
+// renewInBackground starts one renewal unless one is running or a failed
+// fetch's back-off has not ended.
+func (t *MachineToken) renewInBackground(now time.Time) {
+	t.mu.Lock()
+	backingOff := now.Before(t.failedUntil)
+	t.mu.Unlock()
+	if backingOff || !t.renewing.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {

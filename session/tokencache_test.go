@@ -144,11 +144,15 @@ func TestMachineTokenServerDown(t *testing.T) {
 	}
 	srv.fail.Store(true)
 	clock.Advance(9*time.Minute + 40*time.Second) // in the renewal window: renewals fail
-	for range 5 {
+	for range 50 {
 		if _, err := mt.Get(context.Background()); err != nil {
 			t.Fatalf("Get with a valid cached token while the server is down: %v", err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
+	}
+	// The clock stands still, so the back-off never ends: one attempt.
+	if n := srv.calls.Load(); n != 2 {
+		t.Errorf("token endpoint calls from 50 requests in the renewal window while it fails: %d, want 2 (the fetch, one renewal)", n)
 	}
 	clock.Advance(2 * time.Minute) // expired
 	if _, err := mt.Get(context.Background()); !errors.Is(err, upstream.ErrUnavailable) {

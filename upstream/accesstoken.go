@@ -73,10 +73,7 @@ func (c *Client) VerifyAccessToken(ctx context.Context, raw, audience string) (*
 	switch strings.ToLower(typ) {
 	case "at+jwt", "application/at+jwt":
 	case "", "jwt":
-		if _, ok := claims["nonce"]; ok {
-			return nil, fmt.Errorf("%w: an ID token is no access token", ErrInvalidToken)
-		}
-		if _, ok := claims["at_hash"]; ok {
+		if looksLikeIDToken(claims, c.cfg.ClientID) {
 			return nil, fmt.Errorf("%w: an ID token is no access token", ErrInvalidToken)
 		}
 	default:
@@ -95,6 +92,23 @@ func (c *Client) VerifyAccessToken(ctx context.Context, raw, audience string) (*
 	}
 	at.Scope = scopeOf(claims["scope"])
 	return at, nil
+}
+
+// looksLikeIDToken tells an ID token from an access token that lacks RFC
+// 9068's typ: ID tokens carry nonce, at_hash or c_hash, or are for this
+// client (aud) with neither scope nor client_id, which access tokens
+// almost always have. Refreshed ID tokens may lack the hashes and the
+// nonce (OpenID Connect Core §12.2), hence the second test.
+func looksLikeIDToken(claims map[string]any, clientID string) bool {
+	for _, k := range [...]string{"nonce", "at_hash", "c_hash"} {
+		if _, ok := claims[k]; ok {
+			return true
+		}
+	}
+	_, scope := claims["scope"]
+	_, scp := claims["scp"]
+	_, cid := claims["client_id"]
+	return hasAudience(claims["aud"], clientID) && !scope && !scp && !cid
 }
 
 // scopeOf reads a scope claim: a space-separated string, or a list (the

@@ -183,11 +183,14 @@ func (c *Client) identify(ctx context.Context, tok *Token, nonce Secret) (*Ident
 // completeUser falls back to the subject when the tokens lack the claim
 // that names the user, warning once so the operator can fix the mapping.
 func (c *Client) completeUser(id *Identity) *Identity {
+	if c.cfg.Claims.User == c.cfg.Claims.Email && !id.EmailVerified {
+		id.User = "" // an unverified address names no one (SECURITY.md 10)
+	}
 	if id.User == "" {
 		id.User = id.Subject
 		if c.cfg.Claims.User != "sub" {
 			c.userClaimWarning.Do(func() {
-				c.log.Warn("the claim upstream.claims.user names is missing from the ID token and userinfo; using sub instead",
+				c.log.Warn("the claim upstream.claims.user names is missing from the ID token and userinfo (or is an unverified email address); using sub instead",
 					"claim", c.cfg.Claims.User, "issuer", c.cfg.Issuer)
 			})
 		}

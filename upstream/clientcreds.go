@@ -43,10 +43,14 @@ func (c *Client) ClientCredentials(ctx context.Context, r ClientCredentialsReque
 
 // ForClient returns a Client for another registration (id and secret) at
 // the same authorization server: one gateway, several service identities.
-// It authenticates with the secret (client_secret_basic), whatever c uses.
+// It authenticates with the secret, as c does when c uses one (basic or
+// post), else with client_secret_basic.
 func (c *Client) ForClient(id string, secret Secret) (*Client, error) {
 	cfg := c.cfg
-	cfg.ClientID, cfg.ClientSecret, cfg.ClientAuth = id, secret, ""
+	if cfg.ClientAuth != ClientSecretPost {
+		cfg.ClientAuth = ClientSecretBasic
+	}
+	cfg.ClientID, cfg.ClientSecret = id, secret
 	cfg.PrivateKeyFile, cfg.PrivateKeyID, cfg.PrivateKeyAlgorithm, cfg.ClientAssertionFile, cfg.ClientAssertionAudience = "", "", "", "", ""
 	cfg.TLSClientCertFile, cfg.TLSClientKeyFile = "", ""
 	return New(cfg, Deps{HTTPClient: c.http, Now: c.now, Logger: c.log})

@@ -285,7 +285,7 @@ func (c *Config) check() (clientAuth, error) {
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.AuthorizationParams)) {
 		if why, ok := reservedAuthorizationParams[strings.ToLower(k)]; ok {
-			bad("authorization_params."+k, "is set by the gateway (%s) and cannot be configured", why)
+			bad("authorization_params."+k, "is set by the gateway (%s) and cannot be configured; remove it", why)
 		} else if k == "" || strings.ContainsAny(k, "&=#?") {
 			bad("authorization_params", "%q is not a parameter name", k)
 		}

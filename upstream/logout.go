@@ -56,9 +56,9 @@ func (c *Client) EndSession(ctx context.Context, postLogoutRedirect string, idTo
 	return &EndSession{Endpoint: m.EndSessionEndpoint, Params: q, IDTokenHint: idToken}, nil
 }
 
-// EndSessionURL returns the GET form of RP-initiated logout with client_id
-// alone (no token rides in a URL the gateway builds), or "" when the server
-// has no end_session_endpoint.
+// EndSessionURL returns the RP-initiated logout URL without an ID token
+// hint (for the CSP of the sign-out page, which needs only its origin), or
+// "" when the server has no end_session_endpoint.
 func (c *Client) EndSessionURL(ctx context.Context, postLogoutRedirect string) (string, error) {
 	e, err := c.EndSession(ctx, postLogoutRedirect, "")
 	if err != nil || e == nil {

@@ -71,7 +71,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.example.yaml does not validate:\n%v", err)
 	}
-	if cfg.Session.Store != "redis" || len(cfg.Routes) != 3 || cfg.Routes[1].Grant != "client_credentials" || cfg.Routes[2].Grant != "password" || cfg.Upstream.AuthorizationParams["prompt"] != "consent" {
+	if cfg.Session.Store != "redis" || len(cfg.Routes) != 3 || cfg.Routes[1].Grant != "client_credentials" || cfg.Routes[2].Grant != "password" {
 		t.Errorf("example parsed oddly: store %q, %d routes, %+v", cfg.Session.Store, len(cfg.Routes), cfg.Upstream.AuthorizationParams)
 	}
 }
@@ -121,6 +121,8 @@ func TestBrokenConfigs(t *testing.T) {
 		{"reserved authorization param", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params: {prompt: consent, redirect_uri: x}"), []string{"upstream.authorization_params.redirect_uri: is set by the gateway"}},
 		{"authorization params not a map", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params: [prompt]"), []string{"upstream.authorization_params: must not be a list"}},
 		{"unset env var in a map", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params: {audience: \"${NOT_SET_ANYWHERE}\"}"), []string{"upstream.authorization_params.audience: environment variable NOT_SET_ANYWHERE is not set"}},
+		{"route client_id without a secret", replace("    grant: authorization_code", "    grant: client_credentials\n    client_id: orders"), []string{"routes[0].client_secret: required with client_id"}},
+		{"allow on a client_credentials route", replace("    grant: authorization_code", "    grant: client_credentials\n    allow: {groups: [admins]}"), []string{"routes[0].allow:", "accept_bearer"}},
 		{"unknown claims key", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  claims: {usr: email}"), []string{"upstream.claims.usr: unknown key", `did you mean "user"`}},
 		{"several problems at once", replace(`"http://127.0.0.1:8080"`, `"nope"`) + "lisen: x\n", []string{"lisen: unknown key"}},
 	} {
