@@ -268,3 +268,39 @@ func TestPasswordSessionRefresh(t *testing.T) {
 		t.Errorf("refreshes: %d, want 1", n)
 	}
 }
+
+// TestPasswordGrantRefusedByServer: a server that does not allow the grant
+// for the gateway's client gets a 502 page naming its refusal, and one
+// warning with the fix however many attempts.
+func TestPasswordGrantRefusedByServer(t *testing.T) {
+	e := newEnv(t, envOptions{idp: upstreamtest.Config{Clients: []upstreamtest.Client{
+		{ID: "authgate", Secret: clientSecret},
+		{ID: "other", Secret: "x", GrantTypes: []string{"password"}}, // the server has the grant, not for us
+	}}})
+	g := e.gateway(gatewayOptions{mutate: passwordRoute})
+	for range 3 {
+		resp, body := formLogin(t, g, newBrowser(t), "/", "alice", "alice-password")
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "unauthorized_client") {
+			t.Fatalf("refused grant: %d %.200s, want 502 naming unauthorized_client", resp.StatusCode, body)
+		}
+	}
+	if n := strings.Count(e.logs.String(), "refuses the password grant"); n != 1 {
+		t.Errorf("warnings: %d, want 1", n)
+	}
+}
+
+// TestPasswordTokenIsValidAtTheServer: the backend's token is one the
+// server's introspection calls active.
+func TestPasswordTokenIsValidAtTheServer(t *testing.T) {
+	e := newEnv(t, envOptions{idp: passwordIdP})
+	g := e.gateway(gatewayOptions{mutate: passwordRoute})
+	if resp := basicCall(t, g, "alice", "alice-password"); resp.StatusCode != 200 {
+		t.Fatalf("Basic call: %d", resp.StatusCode)
+	}
+	req := postForm(t, e.idp.URL+"/introspect", url.Values{"token": {bearer(e.backend.last(t))}})
+	req.SetBasicAuth("authgate", clientSecret)
+	resp, body := newBrowser(t).do(t, req)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"active":true`) {
+		t.Errorf("introspection of the backend's token: %d %s, want active", resp.StatusCode, body)
+	}
+}
