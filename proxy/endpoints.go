@@ -123,13 +123,7 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 			formTarget: origin(s.signOutTarget(r, rd)),
 		})
 	case http.MethodPost:
-		if err := r.ParseForm(); err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				s.fail(w, r, errTooLarge)
-			} else {
-				s.fail(w, r, errBadRequest)
-			}
+		if !s.parseForm(w, r) {
 			return
 		}
 		rd = r.PostForm.Get("rd")
@@ -153,6 +147,22 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.fail(w, r, errMethod)
 	}
+}
+
+// parseForm parses the (size-limited) form of a POST to one of the
+// gateway's endpoints, answering 413 or 400 itself when it cannot.
+func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) bool {
+	err := r.ParseForm()
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		s.fail(w, r, errTooLarge)
+	} else {
+		s.fail(w, r, errBadRequest)
+	}
+	return false
 }
 
 // endSession deletes the session server-side and revokes its refresh

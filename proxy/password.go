@@ -189,13 +189,7 @@ func (s *Server) loginForm(w http.ResponseWriter, r *http.Request, status int, r
 // loginPost checks the form's CSRF token before anything else, then signs
 // in and answers 303 to rd.
 func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.fail(w, r, errTooLarge)
-		} else {
-			s.fail(w, r, errBadRequest)
-		}
+	if !s.parseForm(w, r) {
 		return
 	}
 	f := r.PostForm // never the URL's query
