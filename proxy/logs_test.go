@@ -4,12 +4,15 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
+	"github.com/authgate/authgate/upstream/upstreamtest"
 )
 
 // TestNoSecretsInLogs runs every flow at debug level and greps the log for
@@ -81,5 +84,87 @@ func TestNoSecretsInLogs(t *testing.T) {
 	}
 	if strings.Contains(logs, "secret-path?q=1") || strings.Contains(logs, "q=1") {
 		t.Errorf("log contains a query string")
+	}
+}
+
+// TestNoMachineOrCallerSecretsInLogs: the service-to-service flows at debug
+// level — a machine token fetched, renewed, refused by the backend and
+// failing at the server; caller JWTs and opaque tokens good and bad; a
+// route's own client secret — leave no token or secret in the log and none
+// in clear in Redis (SECURITY.md 32, 44).
+func TestNoMachineOrCallerSecretsInLogs(t *testing.T) {
+	e := newEnv(t, envOptions{redis: true, idp: upstreamtest.Config{OpaqueAccessTokens: true, Clients: []upstreamtest.Client{
+		{ID: "authgate", Secret: clientSecret}, {ID: "orders-client", Secret: "orders-secret-canary"}}}})
+	var refuse atomic.Bool
+	var mu sync.Mutex
+	var sent []string // every token the backend received
+	e.backend.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		sent = append(sent, bearer(r))
+		mu.Unlock()
+		if refuse.Load() {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	})
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, sc *session.Config, uc *upstream.Config) {
+		machineRoute(pc, sc, uc)
+		pc.Routes[0].AcceptBearer = true
+		pc.Routes[0].ClientID, pc.Routes[0].ClientSecret = "orders-client", "orders-secret-canary"
+	}})
+	var canaries []string
+	seen := func(tok string) { canaries = append(canaries, tok) }
+	apiCall(t, g, "/orders/1", "")
+	req := postForm(t, e.idp.URL+"/token", url.Values{"grant_type": {"client_credentials"}, "audience": {"urn:orders"}})
+	req.SetBasicAuth("orders-client", "orders-secret-canary")
+	resp, body := newBrowser(t).do(t, req)
+	if resp.StatusCode != 200 {
+		t.Fatalf("token for a caller: %d %s", resp.StatusCode, body)
+	}
+	opaque := between(body, `"access_token":"`, `"`)
+	seen(opaque)
+	apiCall(t, g, "/orders/1", opaque)                  // introspected
+	apiCall(t, g, "/orders/1", "opaque-garbage-canary") // refused
+	seen("opaque-garbage-canary")
+	jwtTok := signAT(t, e, accessClaims(e, "urn:orders"), "at+jwt")
+	seen(jwtTok)
+	apiCall(t, g, "/orders/1", jwtTok)
+	apiCall(t, g, "/orders/1", jwtTok[:len(jwtTok)-4]+"AAAA")
+	refuse.Store(true)
+	apiCall(t, g, "/orders/1", "") // the backend refuses the machine token
+	refuse.Store(false)
+	e.idp.SetTokenEndpointDown(http.StatusServiceUnavailable)
+	apiCall(t, g, "/orders/1", "")
+	e.idp.SetTokenEndpointDown(0)
+	e.clock.Advance(time.Minute)
+	apiCall(t, g, "/orders/1", "")
+	seen("orders-secret-canary")
+	seen(clientSecret)
+	mu.Lock()
+	canaries = append(canaries, sent...) // the machine tokens, two of them
+	mu.Unlock()
+
+	logs := e.logs.String()
+	if !strings.Contains(logs, "client credentials token fetched") || !strings.Contains(logs, "caller token refused") {
+		t.Fatalf("the log lacks the flows; the test would prove nothing:\n%s", logs)
+	}
+	c := e.redis.Client(t)
+	keys, _ := c.Keys(t.Context(), "*").Result()
+	if len(keys) == 0 {
+		t.Fatal("Redis holds nothing; the test would prove nothing")
+	}
+	for _, k := range canaries {
+		if len(k) < 8 {
+			continue
+		}
+		if strings.Contains(logs, k) {
+			t.Errorf("the log holds a secret (%.12s…)", k)
+		}
+		for _, key := range keys {
+			v, _ := c.Get(t.Context(), key).Result()
+			if strings.Contains(key, k) || strings.Contains(v, k) {
+				t.Errorf("Redis %q holds a secret in clear (%.12s…)", key, k)
+			}
+		}
 	}
 }
