@@ -63,7 +63,7 @@ type TokenCache struct {
 	now     func() time.Time
 	log     *slog.Logger
 	sealKey []byte
-	macs    sync.Pool // hash.Hash: HMAC-SHA256 under the derived key
+	macs    sync.Pool // *macState: HMAC-SHA256 under the derived key
 
 	callerMu sync.RWMutex
 	callers  map[[32]byte]callerEntry
@@ -88,22 +88,33 @@ func (m *Manager) NewTokenCache(log *slog.Logger) (*TokenCache, error) {
 		return nil, err
 	}
 	c := &TokenCache{store: m.store, now: m.now, log: log, sealKey: sealKey, callers: map[[32]byte]callerEntry{}}
-	c.macs.New = func() any { return hmac.New(sha256.New, macKey) }
+	c.macs.New = func() any { return &macState{h: hmac.New(sha256.New, macKey)} }
 	return c, nil
 }
 
 // mac is the keyed hash of parts, separated so that no two lists collide.
+// It is on the hot path of every caller token: a pooled hash and buffer,
+// no allocation.
 func (c *TokenCache) mac(parts ...string) [32]byte {
-	h := c.macs.Get().(hash.Hash)
-	h.Reset()
+	m := c.macs.Get().(*macState)
+	m.buf = m.buf[:0]
 	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+		m.buf = append(append(m.buf, p...), 0)
 	}
+	m.h.Reset()
+	m.h.Write(m.buf)
 	var sum [32]byte
-	h.Sum(sum[:0])
-	c.macs.Put(h)
+	m.h.Sum(sum[:0])
+	if cap(m.buf) <= 64<<10 {
+		c.macs.Put(m)
+	}
 	return sum
+}
+
+// macState is a pooled HMAC and its input buffer.
+type macState struct {
+	h   hash.Hash
+	buf []byte
 }
 
 func storageKey(prefix string, sum [32]byte) string {
