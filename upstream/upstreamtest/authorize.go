@@ -37,6 +37,9 @@ type authRequest struct {
 	clientID     string
 	redirectURI  string
 	responseType string
+	// responseMode is how the response travels: "query", "fragment" or
+	// "form_post"; empty means "query".
+	responseMode string
 	scope        string
 	state        string
 	nonce        string
@@ -75,16 +78,33 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	fail := func(code, description string) {
 		s.redirectError(w, r, req, code, description)
 	}
-	if !client.allowsGrant("authorization_code") {
-		fail("unauthorized_client", "the client may not use the authorization code grant")
-		return
-	}
-	// RFC 6749 §3.1: parameters must not be included more than once.
-	for _, name := range []string{"state", "response_type", "scope", "nonce", "code_challenge", "code_challenge_method", "login_hint", "prompt"} {
-		if len(form[name]) > 1 {
-			fail("invalid_request", name+" is repeated")
+	if rt, ok := s.implicitResponseType(form); ok {
+		if code, description := s.checkImplicit(form, client, &req, rt); code != "" {
+			fail(code, description)
 			return
 		}
+	} else if code, description := s.checkCode(form, client, &req); code != "" {
+		fail(code, description)
+		return
+	}
+	s.authenticate(w, r, req, form)
+}
+
+// checkCode validates an authorization code request (RFC 6749 §4.1.1 with
+// the PKCE of RFC 7636) into req, and returns the error code and
+// description to answer with, or "".
+func (s *Server) checkCode(form url.Values, client Client, req *authRequest) (code, description string) {
+	if !client.allowsGrant("authorization_code") {
+		return "unauthorized_client", "the client may not use the authorization code grant"
+	}
+	// RFC 6749 §3.1: parameters must not be included more than once.
+	for _, name := range []string{"state", "response_type", "scope", "nonce", "code_challenge", "code_challenge_method", "login_hint", "prompt", "response_mode"} {
+		if len(form[name]) > 1 {
+			return "invalid_request", name + " is repeated"
+		}
+	}
+	if code, description := s.checkResponseMode(form, req, "query"); code != "" {
+		return code, description
 	}
 	req.responseType = form.Get("response_type")
 	req.scope = form.Get("scope")
@@ -94,23 +114,26 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	req.loginHint = form.Get("login_hint")
 	switch {
 	case req.responseType == "":
-		fail("invalid_request", "response_type is required")
-		return
+		return "invalid_request", "response_type is required"
 	case req.responseType != "code":
-		fail("unsupported_response_type", "only response_type=code is supported")
-		return
+		return "unsupported_response_type", "only response_type=code is supported"
 	case req.challenge == "":
-		fail("invalid_request", "code_challenge is required (PKCE, RFC 7636)")
-		return
+		return "invalid_request", "code_challenge is required (PKCE, RFC 7636)"
 	case req.method != "S256":
 		// RFC 7636 §4.3: a missing method means plain, which is refused.
-		fail("invalid_request", "code_challenge_method must be S256")
-		return
+		return "invalid_request", "code_challenge_method must be S256"
 	case !validChallenge(req.challenge):
-		fail("invalid_request", "code_challenge must be 43 base64url characters")
-		return
+		return "invalid_request", "code_challenge must be 43 base64url characters"
 	}
+	return "", ""
+}
 
+// authenticate signs the user in for the validated request req, at once
+// or through the login form, and approves it.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, req authRequest, form url.Values) {
+	fail := func(code, description string) {
+		s.redirectError(w, r, req, code, description)
+	}
 	if slices.Contains(strings.Fields(form.Get("prompt")), "none") {
 		s.mu.Lock()
 		code := s.silentError
@@ -123,6 +146,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	if !s.interactive {
 		user := s.users[0]
 		if req.loginHint != "" {
+			var ok bool
 			if user, ok = s.userByHint(req.loginHint); !ok {
 				fail("access_denied", "login_hint names no user of this server")
 				return
@@ -140,17 +164,22 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		username := r.PostForm.Get("username")
 		user, ok := s.login(username, r.PostForm.Get("password"))
 		if !ok {
-			s.renderLogin(w, req, username, "Invalid username or password.")
+			s.showLogin(w, req, username, "Invalid username or password.")
 			return
 		}
 		s.approve(w, r, req, user)
 		return
 	}
-	s.renderLogin(w, req, req.loginHint, "")
+	s.showLogin(w, req, req.loginHint, "")
 }
 
-// approve issues a code for req to user and redirects to the client.
+// approve issues a code for req to user and sends it to the client, or
+// the tokens of an implicit request.
 func (s *Server) approve(w http.ResponseWriter, r *http.Request, req authRequest, user User) {
+	if req.responseType != "code" {
+		s.approveImplicit(w, r, req, user)
+		return
+	}
 	code := rand.Text()
 	now := s.now()
 	s.mu.Lock()
@@ -182,11 +211,12 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, req authRequest
 	if hook != nil {
 		hook(q)
 	}
-	redirect(w, r, withQuery(req.redirectURI, q))
+	s.respond(w, r, req, q)
 }
 
-// redirectError sends an error authorization response (RFC 6749 §4.1.2.1)
-// carrying iss as RFC 9207 §2 requires for errors too.
+// redirectError sends an error authorization response (RFC 6749 §4.1.2.1,
+// §4.2.2.1) by req's response mode, carrying iss as RFC 9207 §2 requires
+// for errors too.
 func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, req authRequest, code, description string) {
 	q := url.Values{"error": {code}, "error_description": {description}}
 	if req.state != "" {
@@ -195,7 +225,7 @@ func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, req authR
 	if !s.omitIss {
 		q.Set("iss", s.URL)
 	}
-	redirect(w, r, withQuery(req.redirectURI, q))
+	s.respond(w, r, req, q)
 }
 
 // redirect sends the browser to target: 302 Found after a GET, 303 See

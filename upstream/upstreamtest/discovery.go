@@ -39,6 +39,15 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 	if s.passwordEnabled() {
 		grantTypes = append(grantTypes, passwordGrantType)
 	}
+	responseTypes := []string{"code"}
+	if s.implicitEnabled() {
+		grantTypes = append(grantTypes, implicitGrantType)
+		responseTypes = append(responseTypes, responseToken, responseIDTokenToken)
+	}
+	responseModes := []string{"query", "fragment", "form_post"}
+	if s.noFormPost {
+		responseModes = responseModes[:2]
+	}
 	writeJSON(w, http.StatusOK, metadata{
 		Issuer:                            s.URL,
 		AuthorizationEndpoint:             s.URL + "/authorize",
@@ -48,8 +57,8 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 		EndSessionEndpoint:                s.URL + "/logout",
 		RevocationEndpoint:                s.URL + "/revoke",
 		IntrospectionEndpoint:             s.URL + "/introspect",
-		ResponseTypesSupported:            []string{"code"},
-		ResponseModesSupported:            []string{"query"},
+		ResponseTypesSupported:            responseTypes,
+		ResponseModesSupported:            responseModes,
 		GrantTypesSupported:               grantTypes,
 		SubjectTypesSupported:             []string{"public"},
 		CodeChallengeMethodsSupported:     []string{"S256"},

@@ -69,6 +69,12 @@ type Config struct {
 	// JWTs, as many servers issue; they work at userinfo, introspection
 	// and revocation alike.
 	OpaqueAccessTokens bool
+	// NoFormPost leaves form_post out of response_modes_supported and
+	// answers an authorization request with response_mode=form_post with
+	// error=invalid_request, sent the response type's default way, as
+	// servers without OAuth 2.0 Form Post Response Mode do. False means
+	// form_post is supported, for the code and the implicit flow alike.
+	NoFormPost bool
 	// Now is the clock for every expiry and issue time. Nil means time.Now.
 	Now func() time.Time
 }
@@ -92,6 +98,7 @@ type Server struct {
 	noRefreshTokens      bool
 	requireIDTokenHint   bool
 	opaqueAccess         bool
+	noFormPost           bool
 	tls                  bool
 	now                  func() time.Time
 	closing              chan struct{}
@@ -130,6 +137,7 @@ func NewServer(cfg Config) *Server {
 		noRefreshTokens:      cfg.NoRefreshTokens,
 		requireIDTokenHint:   cfg.RequireIDTokenHint,
 		opaqueAccess:         cfg.OpaqueAccessTokens,
+		noFormPost:           cfg.NoFormPost,
 		tls:                  cfg.TLS,
 		now:                  cfg.Now,
 		closing:              make(chan struct{}),
