@@ -16,6 +16,7 @@
 //     "requireIdTokenHint": false,
 //     "resourceServers": {...},  RFC 8707 indicators (see below)
 //     "grants": [...],           modules in ./grants/ (see below)
+//     "omitFormPost": false,     no form_post response mode (see below)
 //     "extra": {...} }           any other Provider configuration
 //
 // It listens on 127.0.0.1 with a port the kernel picks, builds the issuer
@@ -47,6 +48,12 @@
 //  6. features.resourceIndicators.getResourceServerInfo answers for the
 //     configured resourceServers (stock: throws invalid_target for any
 //     indicator, which is still the answer for unknown ones).
+//  7. Web clients using the implicit grant may register http and
+//     localhost redirect URIs (stock: refused, as OpenID Connect Dynamic
+//     Client Registration §2 says), through oidc-provider's documented
+//     recipe (recipes/implicit_http_localhost.md): client validation
+//     skips the checks coded implicit-force-https and
+//     implicit-forbid-localhost. Every other redirect URI check stays.
 // Everything else is stock: refresh-token policy, PKCE policy, client
 // authentication methods, TTLs, signing keys (the development keystore),
 // the in-memory adapter, HTTP POST methods off.
@@ -228,6 +235,42 @@ function refuseLogoutWithoutHint(endSessionPath) {
   };
 }
 
+// ---- omitFormPost ----------------------------------------------------
+
+// An unregistered response mode: oidc-provider answers it with
+// unsupported_response_mode, sent the response type's default way.
+const disabledFormPost = 'form_post-disabled';
+
+// omitFormPost is a koa middleware that makes the provider behave as if
+// it had no form_post response mode (OAuth 2.0 Form Post Response Mode):
+// discovery does not list it, and an authorization request (GET or POST)
+// asking for it is answered unsupported_response_mode by fragment or
+// query, as for any mode the provider lacks. oidc-provider registers
+// form_post unconditionally and lists it in discovery verbatim, and has
+// no option to remove it.
+function omitFormPost(authorizationPath) {
+  return async (ctx, next) => {
+    if (ctx.path === authorizationPath && ctx.method === 'GET') {
+      const params = new URLSearchParams(ctx.querystring);
+      if (params.get('response_mode') === 'form_post') {
+        params.set('response_mode', disabledFormPost);
+        ctx.querystring = params.toString();
+      }
+    } else if (ctx.path === authorizationPath && ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded')) {
+      const params = new URLSearchParams((await readBody(ctx.req)).toString('utf8'));
+      if (params.get('response_mode') === 'form_post') params.set('response_mode', disabledFormPost);
+      // oidc-provider reads an already drained request's req.body.
+      ctx.req.body = Buffer.from(params.toString());
+    }
+    await next();
+    // Both discovery documents (openid-configuration and RFC 8414's
+    // oauth-authorization-server, which urlFor('discovery') names).
+    if (ctx.path.startsWith('/.well-known/') && Array.isArray(ctx.body?.response_modes_supported)) {
+      ctx.body.response_modes_supported = ctx.body.response_modes_supported.filter((m) => m !== 'form_post');
+    }
+  };
+}
+
 // ---- interactions: login form, automatic consent ----------------------
 
 let provider;
@@ -330,6 +373,15 @@ server.listen(0, '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${port}`;
   const p = new Provider(issuer, configuration);
   if (cfg.requireIdTokenHint) p.use(refuseLogoutWithoutHint(new URL(p.urlFor('end_session')).pathname));
+  if (cfg.omitFormPost) {
+    p.use(omitFormPost(new URL(p.urlFor('authorization')).pathname));
+  }
+  // Deviation 7. Static clients are validated on first use, after this.
+  const { invalidate } = p.Client.Schema.prototype;
+  p.Client.Schema.prototype.invalidate = function invalidateExceptImplicitHTTP(message, code) {
+    if (code === 'implicit-force-https' || code === 'implicit-forbid-localhost') return;
+    invalidate.call(this, message, code);
+  };
   p.on('server_error', (ctx, err) => log(`server_error: ${err.stack ?? err}`));
   for (const event of ['authorization.error', 'grant.error', 'end_session.error', 'end_session_confirm.error',
     'userinfo.error', 'introspection.error', 'revocation.error', 'discovery.error', 'jwks.error']) {

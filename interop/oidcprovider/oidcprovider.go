@@ -161,6 +161,13 @@ type Config struct {
 	// registering a grant type oidc-provider lacks through
 	// provider.registerGrantType (see interop/node/grants/README.md).
 	Grants []string
+	// OmitFormPost makes the server behave as one without OAuth 2.0 Form
+	// Post Response Mode: discovery leaves form_post out of
+	// response_modes_supported, and an authorization request with
+	// response_mode=form_post is answered unsupported_response_mode by
+	// the response type's default mode. False means oidc-provider's
+	// stock form_post.
+	OmitFormPost bool
 	// Extra holds any other Provider configuration, deep-merged last (for
 	// example {"pkce": ...} or {"enableHttpPostMethods": true}).
 	Extra map[string]any
@@ -356,6 +363,7 @@ func (cfg Config) document() ([]byte, error) {
 		"accounts":           accounts,
 		"ttl":                cfg.TTL.seconds(),
 		"requireIdTokenHint": cfg.RequireIDTokenHint,
+		"omitFormPost":       cfg.OmitFormPost,
 	}
 	set := func(key string, v any, present bool) {
 		if present {
@@ -501,9 +509,44 @@ func (s *Server) Cancel(t testing.TB, c *http.Client, authURL string) *url.URL {
 	return s.interact(t, c, authURL, "abort", url.Values{})
 }
 
+// FormPost is an authorization response in form_post mode (OAuth 2.0 Form
+// Post Response Mode §2): the server's auto-posting page.
+type FormPost struct {
+	// Status is the page's HTTP status: oidc-provider sends 200 with a
+	// response, 400 with an error.
+	Status int
+	// Action is the form's action, the client's redirect_uri.
+	Action *url.URL
+	// Fields are the form's hidden inputs: code or access_token,
+	// id_token, state, iss..., or error.
+	Fields url.Values
+}
+
+// AuthorizeFormPost is Authorize for a request with response_mode=
+// form_post: it signs in as login the same way and returns the page that
+// posts the response to the client, instead of a redirect, without
+// posting it. A redirect off the server's origin or any other page fails
+// the test.
+func (s *Server) AuthorizeFormPost(t testing.TB, c *http.Client, authURL, login string) FormPost {
+	t.Helper()
+	var fp FormPost
+	if loc := s.interactPost(t, c, authURL, "login", url.Values{"login": {login}, "password": {"any password"}}, &fp); loc != nil {
+		t.Fatalf("oidcprovider: %s redirected to %s instead of answering with a form_post page", authURL, loc)
+	}
+	return fp
+}
+
 var interactionPath = regexp.MustCompile(`^/interaction/([^/]+)$`)
 
 func (s *Server) interact(t testing.TB, c *http.Client, start, action string, form url.Values) *url.URL {
+	t.Helper()
+	return s.interactPost(t, c, start, action, form, nil)
+}
+
+// interactPost is interact that, with fp, also ends at a page with a POST
+// form to another origin (a form_post response), which it stores in fp,
+// returning nil.
+func (s *Server) interactPost(t testing.TB, c *http.Client, start, action string, submit url.Values, fp *FormPost) *url.URL {
 	t.Helper()
 	c = browser(t, c)
 	req := get(start)
@@ -520,8 +563,15 @@ func (s *Server) interact(t testing.TB, c *http.Client, start, action string, fo
 		m := interactionPath.FindStringSubmatch(req.URL.Path)
 		if resp.StatusCode == http.StatusOK && req.Method == http.MethodGet && s.owns(req.URL) && m != nil && !submitted {
 			submitted = true // once: a second form means the login was refused
-			req = postForm(s.URL+"/interaction/"+m[1]+"/"+action, form)
+			req = postForm(s.URL+"/interaction/"+m[1]+"/"+action, submit)
 			continue
+		}
+		if fp != nil && m == nil {
+			f, ok := findForm(body, func(f form) bool { return strings.EqualFold(f.method, "post") })
+			if target, err := req.URL.Parse(f.action); ok && err == nil && !s.owns(target) {
+				*fp = FormPost{Status: resp.StatusCode, Action: target, Fields: f.inputs}
+				return nil
+			}
 		}
 		t.Fatalf("oidcprovider: %s %s answered %d instead of a redirect:\n%s", req.Method, req.URL, resp.StatusCode, body)
 	}
