@@ -147,6 +147,41 @@ func TestBrowserPasswordLogin(t *testing.T) {
 	}
 }
 
+// TestBrowserImplicitFragment: the implicit grant's fragment page in a real
+// browser: its script (allowed by the CSP nonce) posts the fragment, the
+// user lands on the page asked for, and neither the address bar nor the
+// history keeps the token.
+func TestBrowserImplicitFragment(t *testing.T) {
+	wd := startBrowser(t)
+	e := newEnv(t, envOptions{idp: implicitIdP(true)})
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, sc *session.Config, uc *upstream.Config) {
+		implicitRoute(pc, sc, uc)
+		pc.PublicURL = strings.Replace(pc.PublicURL, "127.0.0.1", "localhost", 1)
+		secure := true
+		sc.Cookie.Secure = &secure
+	}})
+	public := strings.Replace(g.URL, "127.0.0.1", "localhost", 1)
+	wd.navigate(t, public+"/reports?week=3")
+	want := public + "/reports?week=3"
+	if u := wd.waitURL(t, func(u string) bool { return u == want }); u != want {
+		t.Fatalf("after the implicit sign-in: browser at %s, want %s; page: %.300s", u, want, wd.text(t))
+	}
+	if body := wd.text(t); !strings.Contains(body, "backend says hello to user-alice") {
+		t.Fatalf("after sign-in: page %q, want the backend's greeting for alice", body)
+	}
+	tok := bearer(e.backend.last(t))
+	// Back to the callback's history entry: replaceState left it without
+	// the fragment.
+	wdCall(t, http.MethodPost, wd.base+"/back", map[string]any{}, nil)
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if u := wd.url(t); strings.Contains(u, "access_token") || strings.Contains(u, tok) {
+			t.Fatalf("the history holds the token: %s", u)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // webDriver is one ChromeDriver session.
 type webDriver struct {
 	base string // http://127.0.0.1:port/session/id

@@ -45,6 +45,11 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 		if sess.Token.ExpiresWithin(s.now(), 0) {
 			return nil, false, s.reauthenticate(w, r, rt)
 		}
+		// The implicit grant never has one: a navigation shortly before
+		// expiry renews silently first, so the user rarely sees a gap.
+		if rt.cfg.Grant == GrantImplicit && isNavigation(r) && sess.Token.RenewWithin(s.now(), s.refreshBefore) {
+			return nil, false, s.startLogin(w, r, rt, s.requestTarget(r), true)
+		}
 	} else if sess.Token.RenewWithin(s.now(), s.refreshBefore) {
 		fresh, fver, err := s.refresh(ctx, rt, ticket, sess.Token.AccessToken)
 		switch {

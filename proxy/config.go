@@ -18,14 +18,12 @@ const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantClientCredentials = "client_credentials"
 	GrantPassword          = "password"
+	GrantImplicit          = "implicit"
 )
 
 // grants are the grants this version implements.
-var grants = []string{GrantAuthorizationCode, GrantClientCredentials, GrantPassword}
+var grants = []string{GrantAuthorizationCode, GrantClientCredentials, GrantPassword, GrantImplicit}
 
-// laterGrants are the grants of the design that this version does not
-// implement yet; naming one is a configuration error, not a silent fallback.
-var laterGrants = []string{"implicit"}
 
 // Config is the HTTP front's part of the configuration file (its top level).
 type Config struct {
@@ -115,7 +113,8 @@ type Route struct {
 	// "http://127.0.0.1:8080". Required.
 	Backend string `yaml:"backend"`
 	// Grant is how requests are authenticated: "authorization_code"
-	// (browser login), "password" (the gateway's login form and HTTP Basic,
+	// (browser login), "implicit" (browser login for servers that allow
+	// only the implicit grant; discouraged, RFC 9700 §2.1.2), "password" (the gateway's login form and HTTP Basic,
 	// exchanged at the token endpoint: RFC 6749 §4.3, discouraged by RFC
 	// 9700, for servers that offer nothing else) or "client_credentials"
 	// (no caller credentials: the gateway injects its own token). Required.
@@ -321,8 +320,6 @@ func (r *Route) validate() error {
 	case slices.Contains(grants, r.Grant):
 	case r.Grant == "":
 		bad("grant", "required: one of %s", strings.Join(grants, ", "))
-	case slices.Contains(laterGrants, r.Grant):
-		bad("grant", "%q is not supported yet in this version; use one of %s", r.Grant, strings.Join(grants, ", "))
 	default:
 		bad("grant", "unknown grant %q; use one of %s", r.Grant, strings.Join(grants, ", "))
 	}

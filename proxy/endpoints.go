@@ -44,6 +44,8 @@ func (s *Server) serveEndpoint(w http.ResponseWriter, r *http.Request, name stri
 		s.userinfo(w, r)
 	case "/login":
 		s.login(w, r)
+	case "/implicit":
+		s.implicit(w, r)
 	default:
 		s.fail(w, r, errNoPage)
 	}

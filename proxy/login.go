@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -70,7 +71,12 @@ func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, rt *route, t
 		CreatedAt:  s.now(),
 	}
 	ls.BindTo(binding)
-	authURL, err := rt.up.AuthCodeURL(r.Context(), req)
+	var authURL string
+	if rt.cfg.Grant == GrantImplicit {
+		authURL, _, err = rt.up.ImplicitURL(r.Context(), req)
+	} else {
+		authURL, err = rt.up.AuthCodeURL(r.Context(), req)
+	}
 	if err != nil {
 		return err
 	}
@@ -126,58 +132,91 @@ func (s *Server) routeFor(target string) *route {
 // loginRoute picks the route whose grant logs in for target: the route
 // matching it, else the first authorization code route.
 func (s *Server) loginRoute(target string) *route {
-	if rt := s.routeFor(target); rt != nil && rt.cfg.Grant == GrantAuthorizationCode {
+	if rt := s.routeFor(target); rt != nil && browserLogin(rt) {
 		return rt
 	}
 	for _, rt := range s.routes {
-		if rt.cfg.Grant == GrantAuthorizationCode {
+		if browserLogin(rt) {
 			return rt
 		}
 	}
 	return nil
 }
 
+// browserLogin reports a route whose users sign in at the authorization
+// server in the browser: the code flow and the implicit grant.
+func browserLogin(rt *route) bool {
+	return rt.cfg.Grant == GrantAuthorizationCode || rt.cfg.Grant == GrantImplicit
+}
+
 // callback serves /oauth2/callback: the authorization response. The state is
 // checked (single use, bound to this browser) before anything else, and
 // before the code is redeemed (SECURITY.md 6).
 func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
+	switch {
+	case r.Method == http.MethodPost:
+		s.implicitFormPost(w, r) // an implicit grant's form_post
+		return
+	case r.Method != http.MethodGet:
 		s.fail(w, r, errMethod)
 		return
+	case r.URL.RawQuery == "":
+		s.fragmentPage(w, r) // an implicit grant's answer is in the fragment
+		return
 	}
+	ls, rt, ok := s.authorizationResponse(w, r, r.URL.Query(), GrantAuthorizationCode)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	code := q.Get("code")
+	if code == "" || len(code) > maxParam {
+		s.fail(w, r, errLoginFailed.withCause(errors.New("no code in the authorization response")))
+		return
+	}
+	login, err := rt.up.Exchange(r.Context(), code, upstream.AuthRequest{RedirectURI: s.redirectURI, State: q.Get("state"), Nonce: ls.Nonce, Verifier: ls.Verifier})
+	s.finishLogin(w, r, rt, ls, login, err, http.StatusFound)
+}
+
+// authorizationResponse checks an authorization response, code or
+// implicit, up to the tokens: the state first (single use, bound to this
+// browser) and before anything is redeemed (SECURITY.md 6), the route it
+// belongs to (of the given grant), the server's error if it sent one (a
+// silent sign-in that needs the user becomes an ordinary login), and iss
+// (RFC 9207). ok=false means it answered itself.
+func (s *Server) authorizationResponse(w http.ResponseWriter, r *http.Request, q url.Values, grant string) (*session.LoginState, *route, bool) {
 	if err := s.allowLogin(w, r, s.callbackLimit); err != nil {
 		s.fail(w, r, err)
-		return
+		return nil, nil, false
 	}
 	ctx := r.Context()
-	q := r.URL.Query()
 	state := q.Get("state")
-	if state == "" || len(state) > maxParam || len(q.Get("code")) > maxParam {
+	if state == "" || len(state) > maxParam {
 		s.fail(w, r, errLoginExpired.withCause(errors.New("missing or oversized state")))
-		return
+		return nil, nil, false
 	}
 	binding, err := s.sessions.DecodeBinding(cookieValue(r, s.cookies.binding))
 	if err != nil {
 		s.fail(w, r, errLoginExpired.withCause(errors.New("no valid binding cookie")))
-		return
+		return nil, nil, false
 	}
 	ls, err := s.sessions.TakeState(ctx, state)
 	if errors.Is(err, session.ErrNotFound) {
 		s.fail(w, r, errLoginExpired.withCause(errors.New("unknown, used or expired state")))
-		return
+		return nil, nil, false
 	}
 	if err != nil {
 		s.fail(w, r, err)
-		return
+		return nil, nil, false
 	}
 	if !ls.BoundTo(binding) {
 		s.fail(w, r, errLoginExpired.withCause(errors.New("state bound to another browser")))
-		return
+		return nil, nil, false
 	}
 	rt := s.routeByIndex(ls.Route)
-	if rt == nil {
-		s.fail(w, r, errLoginExpired.withCause(errors.New("the login's route is gone (configuration changed)")))
-		return
+	if rt == nil || rt.cfg.Grant != grant {
+		s.fail(w, r, errLoginExpired.withCause(errors.New("the login's route is gone or of another grant")))
+		return nil, nil, false
 	}
 	if e := q.Get("error"); e != "" {
 		desc := q.Get("error_description")
@@ -188,24 +227,29 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 			if err := s.startLogin(w, r, rt, ls.RedirectTo, false); err != nil {
 				s.fail(w, r, err)
 			}
-			return
+			return nil, nil, false
 		}
 		s.logServerError(rt, "authorization response", e, redactParam(desc, state))
 		s.fail(w, r, &pageError{status: http.StatusForbidden, title: "Sign-in was not completed",
 			message: "The authorization server answered: " + truncate(e, 100) + ": " + truncate(redactParam(desc, state), 300),
 			retry:   "/"})
-		return
+		return nil, nil, false
 	}
-	if err := rt.up.CheckIssuer(ctx, q.Get("iss"), q.Has("iss")); err != nil {
-		s.fail(w, r, errLoginFailed.withCause(err))
-		return
+	// RFC 9207 §2.4: a response with an ID token may omit iss (the ID
+	// token's own iss is verified); oidc-provider does so.
+	if q.Has("iss") || q.Get("id_token") == "" {
+		if err := rt.up.CheckIssuer(ctx, q.Get("iss"), q.Has("iss")); err != nil {
+			s.fail(w, r, errLoginFailed.withCause(err))
+			return nil, nil, false
+		}
 	}
-	code := q.Get("code")
-	if code == "" {
-		s.fail(w, r, errLoginFailed.withCause(errors.New("no code in the authorization response")))
-		return
-	}
-	login, err := rt.up.Exchange(ctx, code, upstream.AuthRequest{RedirectURI: s.redirectURI, State: state, Nonce: ls.Nonce, Verifier: ls.Verifier})
+	return ls, rt, true
+}
+
+// finishLogin turns a completed grant into a session and sends the browser
+// back where it was going (status: 302 after a GET, 303 after a POST), or
+// answers the grant's failure.
+func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request, rt *route, ls *session.LoginState, login *upstream.Login, err error, status int) {
 	switch {
 	case err == nil:
 	case errors.Is(err, upstream.ErrUnavailable): // a JWKS down is no bad token
@@ -234,9 +278,9 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	if target == "" {
 		target = "/"
 	}
-	s.log.Info("login", "sub", login.Identity.Subject, "route", ls.Route, "silent", ls.Silent, "refresh_token", !login.Token.RefreshToken.IsZero())
+	s.log.Info("login", "sub", login.Identity.Subject, "route", ls.Route, "grant", rt.cfg.Grant, "silent", ls.Silent, "refresh_token", !login.Token.RefreshToken.IsZero())
 	noStore(w.Header())
-	http.Redirect(w, r, target, http.StatusFound)
+	http.Redirect(w, r, target, status)
 }
 
 // sessionFrom is the session a completed login starts.
@@ -293,7 +337,7 @@ func (s *Server) beginSession(w http.ResponseWriter, r *http.Request, login *ups
 // routeByIndex resolves a login state's route.
 func (s *Server) routeByIndex(idx string) *route {
 	i, err := strconv.Atoi(idx)
-	if err != nil || i < 0 || i >= len(s.routes) || s.routes[i].cfg.Grant != GrantAuthorizationCode {
+	if err != nil || i < 0 || i >= len(s.routes) {
 		return nil
 	}
 	return s.routes[i]

@@ -142,6 +142,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.cookies.session = "__Host-" + s.cookies.session
 		s.cookies.binding = "__Host-" + s.cookies.binding
 	}
+	for i, rc := range cfg.Routes {
+		if rc.Grant == GrantImplicit {
+			s.log.Warn("route uses the implicit grant, which RFC 9700 §2.1.2 says clients should not use: the tokens pass through the browser. Switch to authorization_code as soon as the authorization server allows it", "route", i)
+		}
+	}
 	if s.public.Scheme == "https" && !s.cookies.secure {
 		s.log.Warn("session.cookie.secure is false although public_url is https")
 	}
@@ -176,7 +181,7 @@ func (s *Server) newRoute(i int, rc Route, up *upstream.Client, transport http.R
 	rt := &route{index: i, cfg: rc, backend: backend, public: rc.PublicPaths, up: up}
 	rt.audience = cmp.Or(rc.Audience, rc.Resource, up.Config().ClientID)
 	switch rc.Grant {
-	case GrantAuthorizationCode, GrantPassword:
+	case GrantAuthorizationCode, GrantPassword, GrantImplicit:
 		// A password route's sessions live as the code flow's do; only its
 		// challenge (the login form) and HTTP Basic differ.
 		rt.auth = &codeFlow{s: s}

@@ -37,6 +37,9 @@ type Metadata struct {
 	// CodeChallengeMethodsSupported lists the PKCE methods; S256 is sent
 	// whatever it says.
 	CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
+	// ResponseModesSupported lists the response modes (form_post lets the
+	// implicit grant deliver its tokens by POST). Empty: query and fragment.
+	ResponseModesSupported []string `json:"response_modes_supported"`
 	// AuthorizationResponseIssParamSupported makes the "iss" parameter of
 	// the authorization response required (RFC 9207 §3).
 	AuthorizationResponseIssParamSupported bool `json:"authorization_response_iss_parameter_supported"`

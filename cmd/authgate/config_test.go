@@ -102,7 +102,6 @@ func TestBrokenConfigs(t *testing.T) {
 		{"public_url with a path", replace(`"https://app.example.com"`, `"https://app.example.com/app"`), []string{"public_url: must not have a path"}},
 		{"match.host with IPv6 port", replace("  - backend:", "  - match: {host: \"[::1]:4180\"}\n    backend:"), []string{"routes[0].match.host:", "without a port"}},
 		{"match.host with port", replace("  - backend:", "  - match: {host: \"app.example.com:443\"}\n    backend:"), []string{"routes[0].match.host:", "without a port"}},
-		{"grant not yet supported", replace("grant: authorization_code", "grant: implicit"), []string{"routes[0].grant:", "not supported yet"}},
 		{"grant unknown", replace("grant: authorization_code", "grant: magic"), []string{"routes[0].grant: unknown grant"}},
 		{"no public_url", replace(`public_url: "https://app.example.com"`, ""), []string{"public_url: required"}},
 		{"public_url relative", replace(`"https://app.example.com"`, `"app.example.com"`), []string{"public_url: not an absolute"}},
