@@ -24,7 +24,6 @@ const (
 // grants are the grants this version implements.
 var grants = []string{GrantAuthorizationCode, GrantClientCredentials, GrantPassword, GrantImplicit}
 
-
 // Config is the HTTP front's part of the configuration file (its top level).
 type Config struct {
 	// Listen is the address to serve on. Default ":4180".
