@@ -170,6 +170,23 @@ func TestBrowserImplicitFragment(t *testing.T) {
 		t.Fatalf("after sign-in: page %q, want the backend's greeting for alice", body)
 	}
 	tok := bearer(e.backend.last(t))
+	if h, ok := wdExec(t, wd, "return location.hash").(string); !ok || h != "" {
+		t.Errorf("location.hash after sign-in: %q, want empty", h)
+	}
+	// Near expiry a navigation signs in silently; the server says
+	// login_required, and the relay page's POST is answered with a
+	// redirect to the server: CSP form-action must allow it (Chromium
+	// enforces it on redirects), or the browser would stay on the page.
+	e.clock.Advance(9*time.Minute + 30*time.Second)
+	e.idp.SetSilentLoginError("login_required")
+	wd.navigate(t, public+"/renewed")
+	if u := wd.waitURL(t, func(u string) bool { return u == public+"/renewed" }); u != public+"/renewed" {
+		t.Fatalf("after the silent attempt and its fallback: browser at %s, want %s/renewed; page: %.200s", u, public, wd.text(t))
+	}
+	if bearer(e.backend.last(t)) == tok {
+		t.Errorf("after the renewal the backend still got the old token")
+	}
+	tok = bearer(e.backend.last(t))
 	// Back to the callback's history entry: replaceState left it without
 	// the fragment.
 	wdCall(t, http.MethodPost, wd.base+"/back", map[string]any{}, nil)
@@ -180,6 +197,14 @@ func TestBrowserImplicitFragment(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// wdExec runs script in the page and returns its value.
+func wdExec(t *testing.T, wd *webDriver, script string) any {
+	t.Helper()
+	var v any
+	wdCall(t, http.MethodPost, wd.base+"/execute/sync", map[string]any{"script": script, "args": []any{}}, &v)
+	return v
 }
 
 // webDriver is one ChromeDriver session.

@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"context"
 	"crypto/rand"
 	"html/template"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/authgate/authgate/upstream"
 )
@@ -83,12 +85,45 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, fields map[string
 	h := w.Header()
 	noStore(h)
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; style-src 'sha256-"+hashCSS(pageCSS)+"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	// form-action also governs where the POST's answer redirects (a silent
+	// sign-in's fallback to the server, rd on another allowed host).
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; style-src 'sha256-"+hashCSS(pageCSS)+"'; form-action 'self'"+s.loginFormActions(r.Context())+"; frame-ancestors 'none'; base-uri 'none'")
 	w.WriteHeader(http.StatusOK)
 	d := relayData{Action: s.cfg.Prefix + "/implicit", Fields: fields, Nonce: nonce, Script: script, CSS: template.CSS(pageCSS)}
 	if err := relayTpl.Execute(w, d); err != nil {
 		s.log.Error("render page", "error", err.Error())
 	}
+}
+
+// loginFormActions are the CSP form-action sources, besides 'self', that a
+// sign-in POST may be redirected to: the browser-login servers'
+// authorization endpoints (a silent sign-in's fallback, a fresh login) and
+// the hosts of allowed_redirect_domains (rd). Each starts with a space.
+func (s *Server) loginFormActions(ctx context.Context) string {
+	var b strings.Builder
+	seen := map[string]bool{}
+	add := func(src string) {
+		if src != "" && !seen[src] {
+			seen[src] = true
+			b.WriteString(" " + src)
+		}
+	}
+	for _, rt := range s.routes {
+		if browserLogin(rt) {
+			if m, err := rt.up.Metadata(ctx); err == nil {
+				add(origin(m.AuthorizationEndpoint))
+			}
+		}
+	}
+	for _, d := range s.cfg.AllowedRedirectDomains {
+		if strings.HasPrefix(d, ".") {
+			d = "*" + d
+		}
+		if !strings.ContainsAny(d, ";,'\" ") {
+			add(d)
+		}
+	}
+	return b.String()
 }
 
 // implicit serves POST /oauth2/implicit: an implicit authorization

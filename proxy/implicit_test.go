@@ -212,3 +212,43 @@ func TestImplicitSilentRenewal(t *testing.T) {
 		t.Errorf("login_required after the silent attempt: %d to %s, want an interactive implicit login", resp.StatusCode, loc)
 	}
 }
+
+// TestImplicitNeedsOpenID: an implicit route without scope openid is a
+// configuration error: without an ID token nothing binds the access token
+// to the login, so anyone's token from any client would sign in.
+func TestImplicitNeedsOpenID(t *testing.T) {
+	e := newEnv(t, envOptions{idp: implicitIdP(true)})
+	sc := session.Config{Store: "memory", Cookie: session.CookieConfig{Secret: cookieSecret}}
+	sc.SetDefaults()
+	sessions, err := session.NewManager(sc, e.store, e.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := upstream.New(upstream.Config{Issuer: e.idp.URL, ClientID: "authgate", ClientSecret: clientSecret, Scopes: []string{"profile"}}, upstream.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = proxy.New(proxy.Config{PublicURL: "http://127.0.0.1:1", Routes: []proxy.Route{{Backend: e.backend.URL, Grant: proxy.GrantImplicit}}},
+		proxy.Deps{Upstream: up, Sessions: sessions})
+	if err == nil || !strings.Contains(err.Error(), "openid") {
+		t.Errorf("implicit route without openid: got %v, want an error naming openid", err)
+	}
+}
+
+// TestCodeCallbackNeedsIssEvenWithIDTokenParam: the RFC 9207 §2.4
+// exception (a response with an ID token may omit iss) is the implicit
+// grant's only: a code-flow callback with a stray id_token parameter and
+// no iss, from a server that sends iss, is refused (found in review).
+func TestCodeCallbackNeedsIssEvenWithIDTokenParam(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	g := e.gateway(gatewayOptions{})
+	b := newBrowser(t)
+	cb := b.authorize(t, b.startLogin(t, g, "/"))
+	q := cb.Query()
+	q.Del("iss")
+	q.Set("id_token", "x.y.z")
+	cb.RawQuery = q.Encode()
+	if resp, _ := b.noFollow().get(t, cb.String()); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("code callback without iss but with id_token: %d, want 400", resp.StatusCode)
+	}
+}

@@ -237,7 +237,7 @@ func (s *Server) authorizationResponse(w http.ResponseWriter, r *http.Request, q
 	}
 	// RFC 9207 §2.4: a response with an ID token may omit iss (the ID
 	// token's own iss is verified); oidc-provider does so.
-	if q.Has("iss") || q.Get("id_token") == "" {
+	if q.Has("iss") || grant != GrantImplicit || q.Get("id_token") == "" {
 		if err := rt.up.CheckIssuer(ctx, q.Get("iss"), q.Has("iss")); err != nil {
 			s.fail(w, r, errLoginFailed.withCause(err))
 			return nil, nil, false

@@ -43,11 +43,18 @@ var (
 // once for a token, cached under a keyed hash of the credentials for at
 // most the token's lifetime and password.basic_cache_ttl.
 func (s *Server) basic(w http.ResponseWriter, r *http.Request, rt *route, user, pass string) (*session.Session, bool, error) {
-	if len(user) > maxCredential || len(pass) > maxCredential || user == "" {
+	if len(user) > maxCredential || len(pass) > maxCredential || user == "" || pass == "" {
 		return nil, false, s.basicChallenge(w, r)
 	}
-	k := s.tokens.CallerKey(user+"\x00"+pass, "basic\x00"+strconv.Itoa(rt.index))
+	k := s.tokens.CallerKey(strconv.Itoa(len(user))+":"+user+pass, "basic\x00"+strconv.Itoa(rt.index))
 	if sess, ok := s.tokens.Caller(k); ok && sess != nil {
+		// Even a cached login waits out a lock: else the lock would
+		// answer a guess of the cached password with 200.
+		if wait, err := s.throttle.Check(r.Context(), user, s.trusted.clientAddr(r).String()); err != nil {
+			return nil, false, err
+		} else if wait > 0 {
+			return nil, false, throttled(wait)
+		}
 		return sess, true, nil
 	}
 	login, err := s.passwordLogin(r, rt, user, upstream.Secret(pass))
@@ -80,13 +87,15 @@ func (s *Server) basicChallenge(w http.ResponseWriter, r *http.Request) error {
 }
 
 // passwordLogin is the throttled exchange of a username and password at
-// rt's token endpoint, shared by the form and Basic. The throttle is asked
-// first, so that the right password is refused as well while an account
-// or address is locked, and the token endpoint never sees those attempts.
+// rt's token endpoint, shared by the form and Basic. The throttle admits
+// the attempt first (counting it for the account at once, so parallel
+// attempts cannot overrun the limit), so that the right password is
+// refused as well while an account or address is locked, and the token
+// endpoint never sees those attempts.
 func (s *Server) passwordLogin(r *http.Request, rt *route, user string, pass upstream.Secret) (*upstream.Login, error) {
 	ctx := r.Context()
 	addr := s.trusted.clientAddr(r).String()
-	if wait, err := s.throttle.Check(ctx, user, addr); err != nil {
+	if wait, err := s.throttle.Begin(ctx, user, addr); err != nil {
 		return nil, err
 	} else if wait > 0 {
 		return nil, throttled(wait)
@@ -103,7 +112,7 @@ func (s *Server) passwordLogin(r *http.Request, rt *route, user string, pass ups
 	switch {
 	case upstream.IsInvalidGrant(err):
 		// A wrong password or an unknown user: counted, never cached.
-		if ferr := s.throttle.Fail(context.WithoutCancel(ctx), user, addr); ferr != nil {
+		if ferr := s.throttle.Fail(context.WithoutCancel(ctx), addr); ferr != nil {
 			return nil, ferr // fail closed: an uncounted attempt would dodge the throttle
 		}
 		s.log.Info("password sign-in failed", "route", rt.index, "client", addr)
@@ -116,6 +125,8 @@ func (s *Server) passwordLogin(r *http.Request, rt *route, user string, pass ups
 				"error", te.Code, "error_description", te.Description, "route", rt.index)
 		}
 		return nil, errPasswordRefused.withMessage("The authorization server answered " + truncate(te.Code, 64) + ". The administrator must allow the password grant for the gateway's client.")
+	case errors.Is(err, upstream.ErrInvalidIDToken):
+		return nil, errTokenRejected.withCause(err)
 	default:
 		return nil, err
 	}
@@ -181,8 +192,9 @@ func (s *Server) loginForm(w http.ResponseWriter, r *http.Request, status int, r
 		rd = "/"
 	}
 	s.render(w, r, status, pageData{
-		Title: "Sign in",
-		Login: &loginForm{Action: s.cfg.Prefix + "/login", CSRF: loginToken(raw), RD: rd, Username: username, Error: msg},
+		Title:      "Sign in",
+		formTarget: strings.TrimSpace(s.loginFormActions(r.Context())),
+		Login:      &loginForm{Action: s.cfg.Prefix + "/login", CSRF: loginToken(raw), RD: rd, Username: username, Error: msg},
 	})
 }
 

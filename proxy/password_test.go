@@ -1,9 +1,11 @@
 package proxy_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -302,5 +304,51 @@ func TestPasswordTokenIsValidAtTheServer(t *testing.T) {
 	resp, body := newBrowser(t).do(t, req)
 	if resp.StatusCode != 200 || !strings.Contains(body, `"active":true`) {
 		t.Errorf("introspection of the backend's token: %d %s, want active", resp.StatusCode, body)
+	}
+}
+
+// TestPasswordLockCoversCachedBasic: while an account is locked, its
+// cached Basic login is refused too; else a guess of the cached password
+// would get 200 and a wrong one 429 (an oracle, found in review).
+func TestPasswordLockCoversCachedBasic(t *testing.T) {
+	e := newEnv(t, envOptions{idp: passwordIdP})
+	g := e.gateway(gatewayOptions{mutate: passwordRoute})
+	if resp := basicCall(t, g, "alice", "alice-password"); resp.StatusCode != 200 {
+		t.Fatalf("Basic: %d", resp.StatusCode)
+	}
+	for range 3 {
+		basicCall(t, g, "alice", "guess")
+	}
+	if resp := basicCall(t, g, "alice", "alice-password"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("cached right password during the lock: %d, want 429", resp.StatusCode)
+	}
+}
+
+// TestPasswordThrottleParallel: 50 parallel wrong attempts for one
+// account, each from its own address, cannot overrun the limit of 3 (each
+// attempt is counted before the token endpoint is asked).
+func TestPasswordThrottleParallel(t *testing.T) {
+	e := newEnv(t, envOptions{redis: true, idp: passwordIdP})
+	e.idp.SetTokenDelay(50 * time.Millisecond)
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, sc *session.Config, uc *upstream.Config) {
+		passwordRoute(pc, sc, uc)
+		pc.TrustedProxies = []string{"127.0.0.1/32"}
+	}})
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := mustRequest(t, http.MethodGet, g.URL+"/legacy", nil)
+			req.SetBasicAuth("alice", "wrong")
+			req.Header.Set("X-Forwarded-For", fmt.Sprintf("10.1.%d.%d", i/200, i%200+1))
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := e.idp.GrantCount("password"); n > 3 {
+		t.Errorf("token endpoint attempts: %d, want at most the limit 3", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -181,7 +182,14 @@ func (s *Server) newRoute(i int, rc Route, up *upstream.Client, transport http.R
 	rt := &route{index: i, cfg: rc, backend: backend, public: rc.PublicPaths, up: up}
 	rt.audience = cmp.Or(rc.Audience, rc.Resource, up.Config().ClientID)
 	switch rc.Grant {
-	case GrantAuthorizationCode, GrantPassword, GrantImplicit:
+	case GrantImplicit:
+		if !slices.Contains(up.Config().Scopes, "openid") {
+			// Without an ID token nothing binds the access token to this
+			// login: anyone's token from any client would sign in.
+			return nil, errors.New("grant: implicit needs scope openid in upstream.scopes (its ID token, nonce and at_hash bind the access token to this login)")
+		}
+		rt.auth = &codeFlow{s: s}
+	case GrantAuthorizationCode, GrantPassword:
 		// A password route's sessions live as the code flow's do; only its
 		// challenge (the login form) and HTTP Basic differ.
 		rt.auth = &codeFlow{s: s}

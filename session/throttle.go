@@ -58,9 +58,10 @@ func (t *Throttle) storeKey(prefix, v string) string {
 }
 
 // Check reports how long user or addr must wait before trying again: 0 when
-// neither is over its limit. It counts nothing: call it before asking the
-// authorization server, so that even the right password is refused while
-// the lock lasts (else the throttle would be a password oracle).
+// neither is over its limit. It counts nothing: it guards credentials the
+// gateway already holds (a cached Basic login), which must not answer
+// while the account or address is locked either (else the lock would tell
+// the right password from a wrong one).
 func (t *Throttle) Check(ctx context.Context, user, addr string) (time.Duration, error) {
 	var wait time.Duration
 	for _, c := range [...]struct {
@@ -81,18 +82,45 @@ func (t *Throttle) Check(ctx context.Context, user, addr string) (time.Duration,
 	return wait, nil
 }
 
-// Fail records a failed attempt for user from addr.
-func (t *Throttle) Fail(ctx context.Context, user, addr string) error {
-	for _, k := range [...]string{t.userKey(user), t.addrKey(addr)} {
-		if _, _, err := t.store.Incr(ctx, k, t.window); err != nil {
-			return fmt.Errorf("session: throttle: %w", err)
+// Begin admits one attempt for user from addr before the authorization
+// server is asked, and reports how long to wait instead when the account
+// or the address is over its limit. The account's attempt is counted now,
+// atomically, so that parallel attempts cannot all slip past the limit
+// before any of them fails; Succeed forgets it. An attempt that ends in
+// neither (the server down) stays counted: the throttle fails closed.
+func (t *Throttle) Begin(ctx context.Context, user, addr string) (time.Duration, error) {
+	if t.perAdr > 0 {
+		n, left, err := t.store.Count(ctx, t.addrKey(addr))
+		if err != nil {
+			return 0, fmt.Errorf("session: throttle: %w", err)
 		}
+		if n >= t.perAdr {
+			return max(left, time.Second), nil
+		}
+	}
+	if t.perUser > 0 {
+		n, left, err := t.store.Incr(ctx, t.userKey(user), t.window)
+		if err != nil {
+			return 0, fmt.Errorf("session: throttle: %w", err)
+		}
+		if n > t.perUser {
+			return max(left, time.Second), nil
+		}
+	}
+	return 0, nil
+}
+
+// Fail records that the attempt Begin admitted failed: it counts against
+// the address (the account's count already holds it).
+func (t *Throttle) Fail(ctx context.Context, addr string) error {
+	if _, _, err := t.store.Incr(ctx, t.addrKey(addr), t.window); err != nil {
+		return fmt.Errorf("session: throttle: %w", err)
 	}
 	return nil
 }
 
-// Succeed forgets user's failures (not the address's: one success must not
-// reopen an address that tries many accounts).
+// Succeed forgets user's attempts (not the address's failures: one
+// success must not reopen an address that tries many accounts).
 func (t *Throttle) Succeed(ctx context.Context, user string) error {
 	if err := t.store.Delete(ctx, t.userKey(user)); err != nil {
 		return fmt.Errorf("session: throttle: %w", err)

@@ -80,7 +80,7 @@ func (c *Client) CompleteImplicit(ctx context.Context, p url.Values, nonce Secre
 		if tok.IDToken.IsZero() {
 			return nil, fmt.Errorf("%w: the implicit response has no id_token for scope openid", ErrInvalidIDToken)
 		}
-		if !hasClaim(tok.IDToken.Reveal(), "at_hash") {
+		if !hasStringClaim(tok.IDToken.Reveal(), "at_hash") {
 			return nil, fmt.Errorf("%w: no at_hash binds the access token to the ID token", ErrInvalidIDToken)
 		}
 	}
@@ -88,24 +88,49 @@ func (c *Client) CompleteImplicit(ctx context.Context, p url.Values, nonce Secre
 	if err != nil {
 		return nil, err
 	}
+	if tok.Expiry.IsZero() && !tok.IDToken.IsZero() {
+		// No expires_in: the access token lives no longer than the ID
+		// token that vouches for it, so the session renews in time.
+		if exp := numericClaim(tok.IDToken.Reveal(), "exp"); exp > 0 {
+			tok.Expiry = time.Unix(exp, 0)
+		}
+	}
 	return &Login{Token: tok, Identity: id}, nil
 }
 
-// hasClaim reports whether a compact JWT's payload has claim k (unverified:
-// the signature is checked afterwards, with the claim's value).
-func hasClaim(raw, k string) bool {
+// numericClaim reads a numeric claim of a JWT already verified; 0 when
+// absent.
+func numericClaim(raw, k string) int64 {
+	claims := payloadClaims(raw)
+	var v float64
+	if json.Unmarshal(claims[k], &v) != nil {
+		return 0
+	}
+	return int64(v)
+}
+
+// payloadClaims decodes a compact JWT's payload, unverified; nil when it
+// is not one.
+func payloadClaims(raw string) map[string]json.RawMessage {
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 || len(raw) > maxTokenSize {
-		return false
+		return nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return false
+		return nil
 	}
 	var claims map[string]json.RawMessage
 	if json.Unmarshal(b, &claims) != nil {
-		return false
+		return nil
 	}
-	_, ok := claims[k]
-	return ok
+	return claims
+}
+
+// hasStringClaim reports whether a compact JWT's payload has claim k as a
+// non-empty string (unverified: the signature is checked afterwards, with
+// the claim's value).
+func hasStringClaim(raw, k string) bool {
+	var v string
+	return json.Unmarshal(payloadClaims(raw)[k], &v) == nil && v != ""
 }
