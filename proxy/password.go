@@ -50,7 +50,7 @@ func (s *Server) basic(w http.ResponseWriter, r *http.Request, rt *route, user, 
 	if sess, ok := s.tokens.Caller(k); ok && sess != nil {
 		// Even a cached login waits out a lock: else the lock would
 		// answer a guess of the cached password with 200.
-		if wait, err := s.throttle.Check(r.Context(), user, s.trusted.clientAddr(r).String()); err != nil {
+		if wait, err := s.throttle.Check(r.Context(), user, subscriber(s.trusted.clientAddr(r)).String()); err != nil {
 			return nil, false, err
 		} else if wait > 0 {
 			return nil, false, throttled(wait)
@@ -94,7 +94,7 @@ func (s *Server) basicChallenge(w http.ResponseWriter, r *http.Request) error {
 // endpoint never sees those attempts.
 func (s *Server) passwordLogin(r *http.Request, rt *route, user string, pass upstream.Secret) (*upstream.Login, error) {
 	ctx := r.Context()
-	addr := s.trusted.clientAddr(r).String()
+	addr := subscriber(s.trusted.clientAddr(r)).String()
 	if wait, err := s.throttle.Begin(ctx, user, addr); err != nil {
 		return nil, err
 	} else if wait > 0 {

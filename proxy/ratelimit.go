@@ -46,9 +46,7 @@ func (l *limiter) allow(addr netip.Addr) (bool, time.Duration) {
 	if l == nil {
 		return true, 0
 	}
-	if addr.Is6() {
-		addr = netip.PrefixFrom(addr, 64).Masked().Addr()
-	}
+	addr = subscriber(addr)
 	now := l.now()
 	rate := l.perMinute / float64(time.Minute) // tokens per nanosecond
 	l.mu.Lock()
@@ -118,4 +116,14 @@ func (s *Server) allowLogin(w http.ResponseWriter, r *http.Request, lim *limiter
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 	return errTooManyLogins
+}
+
+// subscriber is the unit per-address limits count: the address, or for
+// IPv6 its /64, the block one subscriber usually holds (and can rotate
+// through at will).
+func subscriber(addr netip.Addr) netip.Addr {
+	if addr.Is6() && !addr.Is4In6() {
+		return netip.PrefixFrom(addr, 64).Masked().Addr()
+	}
+	return addr
 }
