@@ -28,9 +28,9 @@ import (
 const maxCredential = 1024
 
 var (
-	// errBadCredentials is the one answer to a wrong password and an
+	// msgBadCredentials is the one answer to a wrong password and an
 	// unknown user alike (SECURITY.md 35).
-	errBadCredentials = "Invalid username or password."
+	msgBadCredentials = "Invalid username or password."
 	errThrottled      = &pageError{status: http.StatusTooManyRequests, title: "Too many attempts",
 		message: "Too many failed sign-ins for this account or from this address. Wait a while, then try again."}
 	errLoginCSRF = &pageError{status: http.StatusForbidden, title: "Sign-in refused",
@@ -77,7 +77,7 @@ func (s *Server) basic(w http.ResponseWriter, r *http.Request, rt *route, user, 
 }
 
 // errBadCredentialsPage is passwordLogin's answer to invalid_grant.
-var errBadCredentialsPage = &pageError{status: http.StatusUnauthorized, title: "Sign-in failed", message: errBadCredentials}
+var errBadCredentialsPage = &pageError{status: http.StatusUnauthorized, title: "Sign-in failed", message: msgBadCredentials}
 
 // basicChallenge answers 401 with the Basic challenge (RFC 7617).
 func (s *Server) basicChallenge(w http.ResponseWriter, r *http.Request) error {
@@ -222,12 +222,12 @@ func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
 	}
 	user, pass := f.Get("username"), f.Get("password")
 	if user == "" || pass == "" || len(user) > maxCredential || len(pass) > maxCredential {
-		s.loginForm(w, r, http.StatusUnauthorized, rd, truncate(user, maxCredential), errBadCredentials)
+		s.loginForm(w, r, http.StatusUnauthorized, rd, truncate(user, maxCredential), msgBadCredentials)
 		return
 	}
 	login, err := s.passwordLogin(r, rt, user, upstream.Secret(pass))
 	if err == errBadCredentialsPage {
-		s.loginForm(w, r, http.StatusUnauthorized, rd, user, errBadCredentials)
+		s.loginForm(w, r, http.StatusUnauthorized, rd, user, msgBadCredentials)
 		return
 	}
 	if err == nil {

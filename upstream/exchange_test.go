@@ -517,8 +517,8 @@ func TestFlowsNeverLogSecrets(t *testing.T) {
 	if _, err := c.Userinfo(ctx(t), fresh.AccessToken); err != nil {
 		t.Fatalf("Userinfo: %v", err)
 	}
-	if _, err := c.EndSessionURL(ctx(t), "http://127.0.0.1/bye"); err != nil {
-		t.Fatalf("EndSessionURL: %v", err)
+	if _, err := c.EndSession(ctx(t), "http://127.0.0.1/bye", l.Token.IDToken); err != nil {
+		t.Fatalf("EndSession: %v", err)
 	}
 	if err := c.Revoke(ctx(t), fresh.RefreshToken, "refresh_token"); err != nil {
 		t.Fatalf("Revoke: %v", err)

@@ -56,17 +56,6 @@ func (c *Client) EndSession(ctx context.Context, postLogoutRedirect string, idTo
 	return &EndSession{Endpoint: m.EndSessionEndpoint, Params: q, IDTokenHint: idToken}, nil
 }
 
-// EndSessionURL returns the RP-initiated logout URL without an ID token
-// hint (for the CSP of the sign-out page, which needs only its origin), or
-// "" when the server has no end_session_endpoint.
-func (c *Client) EndSessionURL(ctx context.Context, postLogoutRedirect string) (string, error) {
-	e, err := c.EndSession(ctx, postLogoutRedirect, "")
-	if err != nil || e == nil {
-		return "", err
-	}
-	return e.URL(), nil
-}
-
 // Revoke revokes a token at the RFC 7009 revocation endpoint; it does nothing
 // when the server has none. hint is "refresh_token" or "access_token".
 func (c *Client) Revoke(ctx context.Context, token Secret, hint string) error {

@@ -220,16 +220,7 @@ func (s *Server) renderFormPost(w http.ResponseWriter, action string, params url
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+page.Nonce+"'; frame-ancestors 'none'; base-uri 'none'")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(buf.Bytes())
+	writeHTML(w, http.StatusOK, "default-src 'none'; script-src 'nonce-"+page.Nonce+"'; frame-ancestors 'none'; base-uri 'none'", buf.Bytes())
 }
 
 // showLogin shows the login form for req, as renderLogin does, carrying
