@@ -139,6 +139,7 @@ type MachineToken struct {
 	cur      atomic.Pointer[machineEntry]
 	flights  singleflight.Group
 	renewing atomic.Bool
+	refused  atomic.Pointer[upstream.Secret] // the last token a backend refused: never adopted again
 
 	mu          sync.Mutex
 	failedUntil time.Time
@@ -217,7 +218,13 @@ func (t *MachineToken) renewInBackground(now time.Time) {
 // so they cause one new fetch. The 401 itself is the caller's to return.
 func (t *MachineToken) Invalidate(ctx context.Context, tok upstream.Secret) {
 	e := t.cur.Load()
-	if e == nil || e.sess.Token.AccessToken != tok || !t.cur.CompareAndSwap(e, nil) {
+	if e == nil || e.sess.Token.AccessToken != tok {
+		return
+	}
+	// Refused before it is dropped: a concurrent Get must not adopt it
+	// back from the store before the store's copy is deleted.
+	t.refused.Store(&tok)
+	if !t.cur.CompareAndSwap(e, nil) {
 		return
 	}
 	t.c.log.Warn("the backend refused the client credentials token; fetching a new one")
@@ -304,6 +311,9 @@ func (t *MachineToken) adopt(ctx context.Context) (*machineEntry, bool) {
 	}
 	tok, err := t.c.openToken(t.key, rec)
 	if err != nil {
+		return nil, false
+	}
+	if r := t.refused.Load(); r != nil && *r == tok.AccessToken {
 		return nil, false
 	}
 	now := t.c.now()
