@@ -13,6 +13,22 @@ import (
 	"github.com/authgate/authgate/upstream"
 )
 
+// ForwardAuth configures Prefix + "/auth", the endpoint an ingress (nginx
+// auth_request, ingress-nginx auth-url, Traefik forwardAuth, Caddy
+// forward_auth) asks before each request: 202 with the identity and the
+// access token, 401 without a session, 403 when the policy refuses.
+type ForwardAuth struct {
+	// PassAccessToken adds X-Auth-Request-Access-Token to a 202 (the
+	// Authorization: Bearer header is always there). Default true.
+	PassAccessToken *bool `yaml:"pass_access_token"`
+	// Redirect answers a navigation without a session with a 302 to the
+	// gateway's sign-in instead of 401: for proxies that hand the answer
+	// to the browser (Traefik, Caddy). A request may ask for either with
+	// ?redirect=true or ?redirect=false. Default false (nginx, whose
+	// error_page turns the 401 into the sign-in).
+	Redirect bool `yaml:"redirect"`
+}
+
 // Grant names, as written in a route's `grant` key.
 const (
 	GrantAuthorizationCode = "authorization_code"
@@ -55,6 +71,8 @@ type Config struct {
 	IntrospectionCacheTTL time.Duration `yaml:"introspection_cache_ttl"`
 	// Password configures the routes with grant: password.
 	Password Password `yaml:"password"`
+	// ForwardAuth configures the forward-auth endpoint Prefix + "/auth".
+	ForwardAuth ForwardAuth `yaml:"forward_auth"`
 	// Limits bounds what clients may send.
 	Limits Limits `yaml:"limits"`
 	// Routes are matched in order; the first match wins. At least one.
