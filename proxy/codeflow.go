@@ -47,7 +47,8 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 		}
 		// The implicit grant never has one: a navigation shortly before
 		// expiry renews silently first, so the user rarely sees a gap.
-		if rt.cfg.Grant == GrantImplicit && isNavigation(r) && sess.Token.RenewWithin(s.now(), s.refreshBefore) {
+		// (Not for forward-auth: its login happens at the public URL.)
+		if rt.cfg.Grant == GrantImplicit && isNavigation(r) && forwardAuthOf(r) == nil && sess.Token.RenewWithin(s.now(), s.refreshBefore) {
 			return nil, false, s.startLogin(w, r, rt, s.requestTarget(r), true)
 		}
 	} else if sess.Token.RenewWithin(s.now(), s.refreshBefore) {

@@ -40,6 +40,9 @@ var (
 // page when it still can, and answers login_required (or the like) when
 // not, which the callback turns into an ordinary login.
 func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, rt *route, target string, silent bool) error {
+	if fa := forwardAuthOf(r); fa != nil {
+		return s.forwardAuthChallenge(w, r, fa, "/start", `Bearer realm="authgate"`)
+	}
 	if err := s.allowLogin(w, r, s.loginLimit); err != nil {
 		return err
 	}
@@ -113,6 +116,9 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.startLogin(w, r, rt, target, false); err != nil {
+		// No login began (the store is down, say): the session cookie is
+		// kept, so a blip logs no one out.
+		w.Header().Del("Set-Cookie")
 		s.fail(w, r, err)
 	}
 }

@@ -142,7 +142,10 @@ func throttled(wait time.Duration) error {
 // passwordChallenge sends a browser to the login form, and anything else
 // the Basic challenge.
 func (s *Server) passwordChallenge(w http.ResponseWriter, r *http.Request) error {
-	if !isNavigation(r) {
+	if fa := forwardAuthOf(r); fa != nil && fa.redirect && isNavigation(r) {
+		return s.forwardAuthChallenge(w, r, fa, "/login", "")
+	}
+	if !isNavigation(r) || forwardAuthOf(r) != nil {
 		return s.basicChallenge(w, r)
 	}
 	noStore(w.Header())

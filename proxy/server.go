@@ -50,6 +50,8 @@ type Server struct {
 	cookies     cookieNames
 	// endpoints is Prefix + "/", precomputed for the hot path.
 	endpoints string
+	// authEndpoint is the forward-auth endpoint, Prefix + "/auth".
+	authEndpoint string
 	// refreshBefore is how long before expiry access tokens are renewed.
 	refreshBefore time.Duration
 	trusted       trustedProxies
@@ -133,6 +135,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.loginLimit = newLimiter(cfg.Limits.LoginsPerMinute, s.now)
 	s.callbackLimit = newLimiter(cfg.Limits.LoginsPerMinute, s.now)
 	s.endpoints = cfg.Prefix + "/"
+	s.authEndpoint = cfg.Prefix + "/auth"
 	s.public, _ = url.Parse(cfg.PublicURL)
 	s.redirectURI = cfg.PublicURL + cfg.Prefix + "/callback"
 	sc := deps.Sessions.Config().Cookie
@@ -222,12 +225,16 @@ func (s *Server) HTTPServer() *http.Server {
 // ServeHTTP routes one request: the gateway's endpoints, then the route's
 // authenticator, policy and the backend.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	if p == s.authEndpoint {
+		s.forwardAuth(w, r) // before any check that could answer other than 202/401/403
+		return
+	}
 	if countCookies(r.Header) > s.cfg.Limits.MaxCookies {
 		s.fail(w, r, &pageError{status: http.StatusRequestHeaderFieldsTooLarge, title: "Too many cookies",
 			message: "Your browser sent too many cookies. Clear the cookies of this site and try again."})
 		return
 	}
-	p := r.URL.Path
 	if strings.HasPrefix(p, s.endpoints) {
 		s.serveEndpoint(w, r, p[len(s.cfg.Prefix):])
 		return
@@ -240,10 +247,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.readyz(w, r)
 		return
 	}
+	rt, sess, ok := s.gate(w, r)
+	if !ok {
+		return
+	}
+	if sess == nil {
+		rt.proxy.ServeHTTP(w, r) // a public path
+		return
+	}
+	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
+}
+
+// gate decides a request for a route: the route and public path, caller
+// credentials, the cross-site check, the route's authenticator and its
+// policy. ok=false means it answered the request itself; a nil session
+// with ok means a public path. The proxied path and forward-auth share it,
+// so both decide alike.
+func (s *Server) gate(w http.ResponseWriter, r *http.Request) (*route, *session.Session, bool) {
 	rt, public, err := s.resolve(r)
 	if err != nil {
 		s.fail(w, r, err)
-		return
+		return nil, nil, false
 	}
 	var callerToken, basicUser, basicPass string
 	var basic bool
@@ -261,14 +285,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Upgrade") // h2c and other upgrades are not proxied (SECURITY.md 28)
 	}
 	if public {
-		rt.proxy.ServeHTTP(w, r)
-		return
+		return rt, nil, true
 	}
 	// Before authentication: a refused request costs no session load or
 	// refresh.
 	if !rt.cfg.AllowCrossSiteWrites && s.crossSiteWrite(r) {
 		s.fail(w, r, errCrossSite)
-		return
+		return nil, nil, false
 	}
 	var sess *session.Session
 	var ok bool
@@ -282,16 +305,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.fail(w, r, err)
-		return
+		return nil, nil, false
 	}
 	if !ok {
-		return
+		return nil, nil, false
 	}
 	if !rt.cfg.Allow.permits(sess) {
 		s.fail(w, r, errForbidden)
-		return
+		return nil, nil, false
 	}
-	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
+	return rt, sess, true
 }
 
 // match returns the first route for host and path, the path prefixes

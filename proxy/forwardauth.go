@@ -1,0 +1,309 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+)
+
+// Forward-auth: an ingress (nginx auth_request, ingress-nginx auth-url,
+// Traefik forwardAuth, Caddy forward_auth) asks Prefix + "/auth" before
+// each request whether it may pass. The original request, read from the
+// proxy's headers, goes through the same gate as a proxied one (route,
+// public paths, caller credentials, session, refresh, policy); instead of
+// the backend, the answer is 202 with the identity and the access token.
+// nginx turns any status but 2xx, 401 and 403 into a 500 for the user, so
+// the endpoint answers nothing else (SECURITY.md 42).
+
+// forwardAuthKey marks, in a request's context, a request decided for
+// forward-auth: the challenges answer the proxy instead of starting a
+// login on the wrong host.
+type forwardAuthKey struct{}
+
+// forwardAuthReq is what a challenge needs to know of a forward-auth
+// request.
+type forwardAuthReq struct {
+	redirect bool   // navigations get a 302 to the sign-in, not 401
+	target   string // the original URL, absolute
+}
+
+func forwardAuthOf(r *http.Request) *forwardAuthReq {
+	fa, _ := r.Context().Value(forwardAuthKey{}).(*forwardAuthReq)
+	return fa
+}
+
+// noOriginalURI is logged once: a proxy that sends no original URI gets
+// its requests decided for "/" of their host.
+var noOriginalURI sync.Once
+
+// forwardAuth serves Prefix + "/auth", for any method (nginx's subrequest
+// keeps the original one) and without reading a body.
+func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	fa := &forwardAuthReq{redirect: s.cfg.ForwardAuth.Redirect}
+	switch q.Get("redirect") {
+	case "true", "1":
+		fa.redirect = true
+	case "false", "0":
+		fa.redirect = false
+	}
+	gw := &forwardAuthWriter{ResponseWriter: w, redirect: fa.redirect}
+	noStore(w.Header())
+	if countCookies(r.Header) > s.cfg.Limits.MaxCookies {
+		gw.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	extra, ok := policyFromQuery(q)
+	if !ok {
+		s.log.Warn("forward-auth: allowed_email_domains holds an address, not a domain: every request is refused; fix the auth URL the proxy calls")
+		gw.WriteHeader(http.StatusForbidden)
+		return
+	}
+	orig, target, ok := s.originalRequest(r)
+	if !ok {
+		gw.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	fa.target = target
+	orig = orig.WithContext(context.WithValue(r.Context(), forwardAuthKey{}, fa))
+	rt, sess, ok := s.gate(gw, orig)
+	if !ok {
+		return
+	}
+	if sess == nil { // a public path: allowed, no identity
+		gw.grant()
+		return
+	}
+	if !extra.permits(sess) {
+		s.fail(gw, orig, errForbidden)
+		return
+	}
+	h := w.Header()
+	tok := sess.Token.AccessToken.Reveal()
+	h["Authorization"] = []string{"Bearer " + tok}
+	if on(s.cfg.ForwardAuth.PassAccessToken, true) {
+		h["X-Auth-Request-Access-Token"] = []string{tok}
+	}
+	if on(rt.cfg.IdentityHeaders, true) {
+		setIf(h, "X-Auth-Request-User", sess.UserName())
+		setIf(h, "X-Auth-Request-Email", sess.Email)
+		setIf(h, "X-Auth-Request-Preferred-Username", sess.PreferredUsername)
+		if len(sess.Groups) > 0 {
+			h["X-Auth-Request-Groups"] = []string{headerValue(strings.Join(sess.Groups, ","))}
+		}
+	}
+	gw.grant()
+}
+
+// originalRequest rebuilds the request the proxy is asking about from
+// X-Forwarded-Method/-Proto/-Host/-Uri (Traefik, Caddy), X-Original-URL
+// (ingress-nginx) or X-Original-URI (nginx). They are believed from any
+// peer while trusted_proxies is unset (the endpoint is then for the
+// ingress alone to reach), else only from a trusted proxy (SECURITY.md
+// 43). The result shares r's headers: r goes nowhere else. target is its
+// absolute URL, where a sign-in returns to.
+func (s *Server) originalRequest(r *http.Request) (o *http.Request, target string, ok bool) {
+	believed := len(s.trusted) == 0 || s.trusted.fromTrustedProxy(r)
+	h := r.Header
+	get := func(k string) string {
+		if !believed {
+			return ""
+		}
+		return h.Get(k)
+	}
+	method := r.Method
+	if m := cmpOr(get("X-Forwarded-Method"), get("X-Original-Method")); m != "" {
+		method = m
+	}
+	host := cmpOr(get("X-Forwarded-Host"), r.Host)
+	scheme := get("X-Forwarded-Proto")
+	uri := get("X-Forwarded-Uri")
+	if uri == "" {
+		uri = get("X-Original-Uri")
+	}
+	if full := get("X-Original-Url"); uri == "" && full != "" {
+		u, err := url.Parse(full)
+		if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
+			s.log.Debug("forward-auth: X-Original-URL refused", "reason", "not an absolute http(s) URL")
+			return nil, "", false
+		}
+		host, scheme, uri = u.Host, u.Scheme, u.RequestURI()
+	}
+	if uri == "" {
+		noOriginalURI.Do(func() {
+			s.log.Warn("forward-auth request without X-Forwarded-Uri, X-Original-URL or X-Original-URI: deciding for the path / of its host. Make the proxy send the original URI (nginx: proxy_set_header X-Original-URI $request_uri), or from a trusted proxy when trusted_proxies is set")
+		})
+		uri = "/"
+	}
+	if scheme != "http" && scheme != "https" {
+		scheme = s.public.Scheme
+	}
+	u, err := url.ParseRequestURI(uri)
+	if err != nil || u.Host != "" || !validHost(host) {
+		s.log.Debug("forward-auth: original request refused", "reason", "malformed URI or host")
+		return nil, "", false
+	}
+	// The gateway's own endpoints are no application: a same-origin
+	// script must not read the token by asking about them.
+	if clean := cleanPath(u.Path); strings.HasPrefix(clean, s.endpoints) || clean == s.cfg.Prefix {
+		return nil, "", false
+	}
+	o = new(http.Request)
+	*o = *r
+	o.Method = method
+	o.Host = host
+	o.URL = u
+	o.RequestURI = uri
+	o.Body = http.NoBody
+	o.ContentLength = 0
+	return o, scheme + "://" + host + u.RequestURI(), true
+}
+
+// validHost accepts a Host header value: a name or address and an
+// optional port, nothing that could smuggle a path or a user.
+func validHost(h string) bool {
+	if h == "" || len(h) > 255 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.', c == '-', c == ':', c == '[', c == ']', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// policyFromQuery reads oauth2-proxy's per-ingress policy parameters:
+// allowed_groups, allowed_emails, allowed_email_domains (comma-separated),
+// applied on top of the route's allow.
+func policyFromQuery(q url.Values) (*Allow, bool) {
+	a := &Allow{
+		Groups:       splitList(q["allowed_groups"]),
+		Emails:       splitList(q["allowed_emails"]),
+		EmailDomains: splitList(q["allowed_email_domains"]),
+	}
+	for _, d := range a.EmailDomains {
+		if strings.Contains(d, "@") {
+			return nil, false
+		}
+	}
+	return a, true
+}
+
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				out = append(out, item)
+			}
+		}
+	}
+	return out
+}
+
+// forwardAuthChallenge answers a forward-auth request that needs a login:
+// 401 for nginx; for proxies that pass the answer to the browser, a
+// navigation goes to the gateway's sign-in at the public URL (where the
+// login's cookies belong), page names the sign-in endpoint ("/start" or
+// "/login").
+func (s *Server) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, fa *forwardAuthReq, page string, wwwAuth string) error {
+	if fa.redirect && isNavigation(r) {
+		target := fa.target
+		if s.safeRedirect(target) == "" {
+			s.warnTargetHost(r.Host)
+		}
+		noStore(w.Header())
+		http.Redirect(w, r, s.cfg.PublicURL+s.cfg.Prefix+page+"?rd="+url.QueryEscape(target), http.StatusFound)
+		return nil
+	}
+	w.Header().Set("WWW-Authenticate", wwwAuth)
+	w.WriteHeader(http.StatusUnauthorized)
+	return nil
+}
+
+// targetHostWarned holds the hosts already warned about.
+var targetHostWarned sync.Map
+
+// warnTargetHost tells once per host that a login for it cannot come
+// back to it.
+func (s *Server) warnTargetHost(host string) {
+	if _, seen := targetHostWarned.LoadOrStore(strings.ToLower(hostname(host)), true); !seen && len(host) < 256 {
+		s.log.Warn("forward-auth: after sign-in the user cannot be sent back to this host: add it to allowed_redirect_domains", "host", hostname(host))
+	}
+}
+
+// forwardAuthWriter keeps a forward-auth answer to what the proxy
+// understands: 2xx only once the request is granted; for nginx, 401 or
+// 403 for everything else (a store failure, a bad path, a throttled
+// password: all "not allowed", with no body the proxy would mistake).
+type forwardAuthWriter struct {
+	http.ResponseWriter
+	redirect bool // the answer goes to the browser: 3xx and error pages pass
+	granted  bool
+	wrote    bool
+	drop     bool // the body belongs to a status that was replaced
+}
+
+func (w *forwardAuthWriter) grant() {
+	w.granted = true
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (w *forwardAuthWriter) WriteHeader(code int) {
+	if w.wrote {
+		return
+	}
+	w.wrote = true
+	switch {
+	case code == http.StatusAccepted && w.granted:
+	case code == http.StatusUnauthorized, code == http.StatusForbidden:
+	case w.redirect && code >= 300:
+	default:
+		// Never a 2xx that was not granted; for nginx nothing but 401.
+		h := w.Header()
+		for _, k := range [...]string{"Location", "Retry-After", "Content-Type", "Content-Length", "Authorization", "X-Auth-Request-Access-Token"} {
+			delete(h, k)
+		}
+		code, w.drop = http.StatusUnauthorized, true
+	}
+	if code != http.StatusAccepted {
+		clearIdentity(w.Header())
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *forwardAuthWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.drop {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *forwardAuthWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// clearIdentity removes anything that could grant from a refusal: identity
+// headers go only with a 2xx (SECURITY.md 43).
+func clearIdentity(h http.Header) {
+	for k := range h {
+		if isIdentityHeader(k) {
+			delete(h, k)
+		}
+	}
+}
