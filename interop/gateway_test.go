@@ -76,8 +76,15 @@ func startGateway(t testing.TB, clientSecret string, body func(publicURL string)
 // startGatewayAt is startGateway listening on addr.
 func startGatewayAt(t testing.TB, addr, clientSecret string, body func(publicURL string) string) *gateway {
 	t.Helper()
+	return startGatewayBehind(t, addr, "http://"+addr, clientSecret, body)
+}
+
+// startGatewayBehind is startGatewayAt with another public URL: a proxy
+// in front of the gateway (its URL field stays the direct address).
+func startGatewayBehind(t testing.TB, addr, publicURL, clientSecret string, body func(publicURL string) string) *gateway {
+	t.Helper()
 	g := &gateway{URL: "http://" + addr, logs: &syncBuffer{}}
-	cfg := fmt.Sprintf("listen: %q\npublic_url: %q\nlog: {level: debug}\n", addr, g.URL) + body(g.URL)
+	cfg := fmt.Sprintf("listen: %q\npublic_url: %q\nlog: {level: debug}\n", addr, publicURL) + body(publicURL)
 	path := filepath.Join(t.TempDir(), "authgate.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

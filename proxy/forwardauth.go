@@ -119,17 +119,19 @@ func (s *Server) originalRequest(r *http.Request) (o *http.Request, target strin
 	}
 	host := cmpOr(get("X-Forwarded-Host"), r.Host)
 	scheme := get("X-Forwarded-Proto")
+	// X-Original-URL names the host too, so it goes before X-Original-URI
+	// (ingress-nginx sends its auth request with the gateway's Host).
 	uri := get("X-Forwarded-Uri")
-	if uri == "" {
-		uri = get("X-Original-Uri")
-	}
 	if full := get("X-Original-Url"); uri == "" && full != "" {
 		u, err := url.Parse(full)
-		if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
+		if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" || u.User != nil {
 			s.log.Debug("forward-auth: X-Original-URL refused", "reason", "not an absolute http(s) URL")
 			return nil, "", false
 		}
 		host, scheme, uri = u.Host, u.Scheme, u.RequestURI()
+	}
+	if uri == "" {
+		uri = get("X-Original-Uri")
 	}
 	if uri == "" {
 		noOriginalURI.Do(func() {
