@@ -159,3 +159,32 @@ func newBackendQuiet(b *testing.B) *httptest.Server {
 	b.Cleanup(s.Close)
 	return s
 }
+
+// BenchmarkForwardAuthMemoryStore: an ingress's question to /oauth2/auth
+// with a session (memory store): cookie decode, session load, 202. No
+// backend trip, so compare it with BenchmarkBareReverseProxy only loosely.
+func BenchmarkForwardAuthMemoryStore(b *testing.B) {
+	e := newEnv(b, envOptions{})
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+		off := false
+		pc.AccessLog = &off
+	}})
+	br := newBrowser(b)
+	br.login(b, g, "/")
+	req, _ := http.NewRequest(http.MethodGet, g.URL+"/oauth2/auth", nil)
+	req.Header.Set("Cookie", "_authgate="+br.cookie(b, g.URL, "_authgate"))
+	req.Header.Set("X-Original-Uri", "/app/x")
+	c := &http.Client{}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+}

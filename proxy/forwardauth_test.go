@@ -369,3 +369,52 @@ func TestForwardAuthTrustedProxies(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardAuthOtherCredentials: a caller's own bearer token on an
+// accept_bearer route and a client_credentials route answer as the
+// proxied path does: 202 with the token the backend would get.
+func TestForwardAuthOtherCredentials(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+		be := pc.Routes[0].Backend
+		pc.Routes = []proxy.Route{
+			{Match: proxy.Match{PathPrefix: "/svc/"}, Backend: be, Grant: proxy.GrantClientCredentials},
+			{Match: proxy.Match{PathPrefix: "/api/"}, Backend: be, Grant: proxy.GrantAuthorizationCode, AcceptBearer: true, Audience: "urn:orders"},
+		}
+	}})
+	tok := signAT(t, e, accessClaims(e, "urn:orders"), "at+jwt")
+	resp := askAuth(t, g, "", "", map[string]string{"X-Original-Uri": "/api/x", "Authorization": "Bearer " + tok, "Accept": "application/json"})
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Authorization") != "Bearer "+tok {
+		t.Errorf("caller JWT: got %d with Authorization %.20q, want 202 passing the caller's token", resp.StatusCode, resp.Header.Get("Authorization"))
+	}
+	if got := resp.Header.Get("X-Auth-Request-User"); got != "svc-caller" {
+		t.Errorf("caller JWT: X-Auth-Request-User %q, want the token's subject", got)
+	}
+	resp = askAuth(t, g, "", "", map[string]string{"X-Original-Uri": "/svc/x"})
+	if resp.StatusCode != http.StatusAccepted || !strings.HasPrefix(resp.Header.Get("Authorization"), "Bearer ") {
+		t.Errorf("client credentials: got %d, want 202 with the machine token", resp.StatusCode)
+	}
+	if u := resp.Header.Get("X-Auth-Request-User"); u != "" {
+		t.Errorf("client credentials: X-Auth-Request-User %q, want none (SECURITY.md 37)", u)
+	}
+	if n := e.idp.GrantCount("client_credentials"); n != 1 {
+		t.Errorf("client credentials fetches: %d, want 1", n)
+	}
+}
+
+// TestForwardAuthNoAccessTokenHeader: pass_access_token: false leaves out
+// X-Auth-Request-Access-Token, not the Authorization header.
+func TestForwardAuthNoAccessTokenHeader(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+		off := false
+		pc.ForwardAuth.PassAccessToken = &off
+	}})
+	resp := askAuth(t, g, "", loggedIn(t, g), map[string]string{"X-Original-Uri": "/app"})
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Authorization") == "" {
+		t.Fatalf("got %d, want 202 with Authorization", resp.StatusCode)
+	}
+	if _, ok := resp.Header["X-Auth-Request-Access-Token"]; ok {
+		t.Error("X-Auth-Request-Access-Token sent with pass_access_token: false")
+	}
+}
