@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -108,10 +109,31 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, 
 	errs = appendPrefixed(errs, "log.", cfg.Log.validate())
 	errs = appendPrefixed(errs, "upstream.", cfg.Upstream.Validate())
 	errs = appendPrefixed(errs, "session.", cfg.Session.Validate())
+	if err := cookieDomainCovers(cfg.Config.PublicURL, cfg.Session.Cookie.Domain); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, &configError{errs}
 	}
 	return cfg, nil
+}
+
+// cookieDomainCovers checks that browsers will keep a session cookie with
+// Domain=domain set by public_url's host (RFC 6265 §5.3 step 6): the host
+// is the domain or under it.
+func cookieDomainCovers(publicURL, domain string) error {
+	if domain == "" {
+		return nil
+	}
+	u, err := url.Parse(publicURL)
+	if err != nil || u.Hostname() == "" {
+		return nil // public_url's own error says it
+	}
+	host, d := strings.ToLower(u.Hostname()), strings.ToLower(strings.TrimPrefix(domain, "."))
+	if host == d || strings.HasSuffix(host, "."+d) {
+		return nil
+	}
+	return fmt.Errorf("session.cookie.domain: %q does not cover public_url's host %q, so browsers would refuse the session cookie: use the parent domain the gateway and the applications share (e.g. \".example.com\" for auth.example.com and app.example.com), or leave it empty", domain, host)
 }
 
 // appendPrefixed flattens a (joined) error into errs, prefixing each.

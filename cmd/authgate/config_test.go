@@ -123,6 +123,8 @@ func TestBrokenConfigs(t *testing.T) {
 		{"route client_id without a secret", replace("    grant: authorization_code", "    grant: client_credentials\n    client_id: orders"), []string{"routes[0].client_secret: required with client_id"}},
 		{"allow on a client_credentials route", replace("    grant: authorization_code", "    grant: client_credentials\n    allow: {groups: [admins]}"), []string{"routes[0].allow:", "accept_bearer"}},
 		{"unknown claims key", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  claims: {usr: email}"), []string{"upstream.claims.usr: unknown key", `did you mean "user"`}},
+		{"cookie domain not covering public_url", replace(`    secret: "${TEST_COOKIE_SECRET}"`, `    secret: "${TEST_COOKIE_SECRET}"`+"\n    domain: .example.org"), []string{"session.cookie.domain:", `does not cover public_url's host "app.example.com"`}},
+		{"forward_auth typo", validConfig + "forward_auth: {redirekt: true}\n", []string{"forward_auth.redirekt: unknown key", `did you mean "redirect"`}},
 		{"several problems at once", replace(`"http://127.0.0.1:8080"`, `"nope"`) + "lisen: x\n", []string{"lisen: unknown key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
