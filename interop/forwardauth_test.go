@@ -228,7 +228,13 @@ http://app1.example.test:{{port}}, http://app2.example.test:{{port}} {
 }
 http://auth.example.test:{{port}} {
 	bind 127.0.0.1
-	reverse_proxy {{gateway}}
+	@browser path /oauth2/start /oauth2/callback /oauth2/sign_out /oauth2/login /oauth2/implicit /oauth2/userinfo
+	handle @browser {
+		reverse_proxy {{gateway}}
+	}
+	handle {
+		respond 404
+	}
 }
 `
 
@@ -382,7 +388,7 @@ func (w *forwardAuthWorld) checkIdentity(t *testing.T, user string) {
 
 // probe sends hostile requests without a session through the proxy: each
 // must end at the sign-in (nginx: error_page on 401; Caddy: the gateway's
-// redirect), never at the application and never as a 5xx.
+// redirect) or at a 401, never at the application and never as a 5xx.
 func (w *forwardAuthWorld) probe(t *testing.T, session string) {
 	t.Helper()
 	before := w.be.count()
@@ -395,12 +401,18 @@ func (w *forwardAuthWorld) probe(t *testing.T, session string) {
 		{"spoofed identity", "/x", map[string]string{"X-Auth-Request-User": "admin", "X-Forwarded-User": "admin", "X-Original-URL": "http://app1." + testDomain + "/public/x"}},
 		{"forged bearer", "/x", map[string]string{"Authorization": "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9."}},
 		{"basic credentials", "/x", map[string]string{"Authorization": "Basic YWRtaW46YWRtaW4="}},
+		{"own X-Forwarded-Uri to a public path", "/x", map[string]string{"X-Forwarded-Uri": "/public/x", "X-Forwarded-Host": "app1." + testDomain}},
+		{"own X-Original-URI to a public path", "/x", map[string]string{"X-Original-URI": "/public/x"}},
+		{"own X-Original-URL to a public path", "/x", map[string]string{"X-Original-URL": "http://app1." + testDomain + ":" + w.port + "/public/x"}},
 		{"NUL in the path", "/x%00y", nil},
 		{"//evil", "//evil.example/x", nil},
 	} {
 		resp, body := rawGet(t, "127.0.0.1:"+w.port, "app1."+testDomain+":"+w.port, tc.path, tc.hdr)
 		if tc.name == "NUL in the path" && resp.StatusCode == http.StatusBadRequest {
 			continue // refused by the proxy itself (nginx), before any auth
+		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			continue // refused outright (Caddy hands the gateway's 401 over)
 		}
 		if resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Location"), "/oauth2/start?rd=") {
 			t.Errorf("%s: got %d (Location %q), want 302 to the sign-in; %.200s", tc.name, resp.StatusCode, resp.Header.Get("Location"), body)
@@ -508,5 +520,9 @@ func TestCaddyForwardAuth(t *testing.T) {
 	req.Header.Set("Accept", "application/json")
 	if resp, _ := hostBrowser().do(t, req); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("API call without a session through Caddy: %d, want 401", resp.StatusCode)
+	}
+	// Only the browser endpoints are public on the gateway's site.
+	if resp, _ := hostBrowser().get(t, w.authURL+"/oauth2/auth"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /oauth2/auth from outside: %d, want 404", resp.StatusCode)
 	}
 }

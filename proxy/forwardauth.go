@@ -99,58 +99,92 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 
 // originalRequest rebuilds the request the proxy is asking about from
 // X-Forwarded-Method/-Proto/-Host/-Uri (Traefik, Caddy), X-Original-URL
-// (ingress-nginx) or X-Original-URI (nginx). They are believed from any
-// peer while trusted_proxies is unset (the endpoint is then for the
-// ingress alone to reach), else only from a trusted proxy (SECURITY.md
-// 43). The result shares r's headers: r goes nowhere else. target is its
+// and X-Original-Method (ingress-nginx) or X-Original-URI (nginx). They
+// are believed from any peer while trusted_proxies is unset (the endpoint
+// is then for the ingress alone to reach), else only from a trusted proxy
+// (SECURITY.md 43).
+//
+// Each proxy sets its own headers but passes the client's others on (nginx
+// copies every request header into its subrequest), so a client could add
+// "X-Forwarded-Uri: /public/" to a request for /admin behind ingress-nginx.
+// So all that are present must agree, as all readings of a path must
+// (SECURITY.md 26): one header per name, the same URI, host, scheme and
+// method in each, else the request is refused.
+//
+// The result shares r's headers: r goes nowhere else. target is its
 // absolute URL, where a sign-in returns to.
 func (s *Server) originalRequest(r *http.Request) (o *http.Request, target string, ok bool) {
-	believed := len(s.trusted) == 0 || s.trusted.fromTrustedProxy(r)
+	if len(s.trusted) > 0 && !s.trusted.fromTrustedProxy(r) {
+		// Not from a trusted proxy: its claims are dropped, and what is
+		// left is the request itself (nginx without X-Original-URI).
+		for _, k := range originalHeaders {
+			delete(r.Header, k)
+		}
+	}
+	refuse := func(reason string) (*http.Request, string, bool) {
+		s.log.Debug("forward-auth: original request refused", "reason", reason)
+		return nil, "", false
+	}
+	var c claims
+	for _, k := range originalHeaders {
+		if len(r.Header[k]) > 1 {
+			return refuse(k + " sent more than once")
+		}
+	}
 	h := r.Header
-	get := func(k string) string {
-		if !believed {
-			return ""
-		}
-		return h.Get(k)
-	}
-	method := r.Method
-	if m := cmpOr(get("X-Forwarded-Method"), get("X-Original-Method")); m != "" {
-		method = m
-	}
-	host := cmpOr(get("X-Forwarded-Host"), r.Host)
-	scheme := get("X-Forwarded-Proto")
-	// X-Original-URL names the host too, so it goes before X-Original-URI
-	// (ingress-nginx sends its auth request with the gateway's Host).
-	uri := get("X-Forwarded-Uri")
-	if full := get("X-Original-Url"); uri == "" && full != "" {
+	c.add(&c.uri, h.Get("X-Forwarded-Uri"))
+	c.add(&c.uri, h.Get("X-Original-Uri"))
+	c.add(&c.host, h.Get("X-Forwarded-Host"))
+	c.add(&c.scheme, h.Get("X-Forwarded-Proto"))
+	c.add(&c.method, h.Get("X-Forwarded-Method"))
+	c.add(&c.method, h.Get("X-Original-Method"))
+	if full := h.Get("X-Original-Url"); full != "" {
 		u, err := url.Parse(full)
-		if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" || u.User != nil {
-			s.log.Debug("forward-auth: X-Original-URL refused", "reason", "not an absolute http(s) URL")
-			return nil, "", false
+		if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" || u.User != nil || u.Opaque != "" {
+			return refuse("X-Original-URL is not an absolute http(s) URL")
 		}
-		host, scheme, uri = u.Host, u.Scheme, u.RequestURI()
+		// The request URI as sent: what follows the authority.
+		rest := full[len(u.Scheme)+len("://"):]
+		i := strings.IndexAny(rest, "/?")
+		if i < 0 {
+			return refuse("X-Original-URL has no path")
+		}
+		c.add(&c.uri, rest[i:])
+		c.add(&c.host, u.Host)
+		c.add(&c.scheme, u.Scheme)
 	}
-	if uri == "" {
-		uri = get("X-Original-Uri")
+	if c.conflict != "" {
+		return refuse("the proxy's headers disagree on the " + c.conflict)
 	}
+	uri := c.uri
 	if uri == "" {
 		noOriginalURI.Do(func() {
-			s.log.Warn("forward-auth request without X-Forwarded-Uri, X-Original-URL or X-Original-URI: deciding for the path / of its host. Make the proxy send the original URI (nginx: proxy_set_header X-Original-URI $request_uri), or from a trusted proxy when trusted_proxies is set")
+			s.log.Warn("forward-auth request without X-Forwarded-Uri, X-Original-URL or X-Original-URI: deciding for the path / of its host. Make the proxy send the original URI (nginx: proxy_set_header X-Original-URI $request_uri), from a trusted proxy when trusted_proxies is set")
 		})
 		uri = "/"
 	}
+	host := cmpOr(c.host, r.Host)
+	scheme := c.scheme
 	if scheme != "http" && scheme != "https" {
 		scheme = s.public.Scheme
 	}
+	// nginx's subrequest keeps the original method; Traefik and Caddy ask
+	// with GET and name the original in X-Forwarded-Method.
+	method := r.Method
+	if c.method != "" {
+		if method != http.MethodGet && method != http.MethodHead && !strings.EqualFold(c.method, method) {
+			return refuse("the method headers disagree with the request's method")
+		}
+		method = strings.ToUpper(c.method)
+	}
 	u, err := url.ParseRequestURI(uri)
 	if err != nil || u.Host != "" || !validHost(host) {
-		s.log.Debug("forward-auth: original request refused", "reason", "malformed URI or host")
-		return nil, "", false
+		return refuse("malformed URI or host")
 	}
 	// The gateway's own endpoints are no application: a same-origin
 	// script must not read the token by asking about them.
 	if clean := cleanPath(u.Path); strings.HasPrefix(clean, s.endpoints) || clean == s.cfg.Prefix {
-		return nil, "", false
+		return refuse("the URI is the gateway's own endpoint")
 	}
 	o = new(http.Request)
 	*o = *r
@@ -161,6 +195,33 @@ func (s *Server) originalRequest(r *http.Request) (o *http.Request, target strin
 	o.Body = http.NoBody
 	o.ContentLength = 0
 	return o, scheme + "://" + host + u.RequestURI(), true
+}
+
+// originalHeaders describe the original request of a forward-auth
+// question (canonical names).
+var originalHeaders = []string{"X-Forwarded-Uri", "X-Original-Uri", "X-Original-Url", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Method", "X-Original-Method"}
+
+// claims gathers what the headers say of the original request; the first
+// disagreement is kept in conflict.
+type claims struct {
+	uri, host, scheme, method string
+	conflict                  string
+}
+
+func (c *claims) add(field *string, v string) {
+	if v == "" {
+		return
+	}
+	switch {
+	case *field == "":
+		*field = v
+	case field == &c.uri && *field != v:
+		c.conflict = "URI"
+	case field == &c.host && !strings.EqualFold(hostname(*field), hostname(v)):
+		c.conflict = "host"
+	case (field == &c.scheme || field == &c.method) && !strings.EqualFold(*field, v):
+		c.conflict = "scheme or method"
+	}
 }
 
 // validHost accepts a Host header value: a name or address and an

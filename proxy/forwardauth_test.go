@@ -20,12 +20,17 @@ import (
 // browser's cookie (if any) and the original request in headers.
 func askAuth(t testing.TB, g *gateway, query, cookie string, hdr map[string]string) *http.Response {
 	t.Helper()
-	req := mustRequest(t, http.MethodGet, g.URL+"/oauth2/auth"+query, nil)
+	method := http.MethodGet
+	if m, ok := hdr[":method"]; ok { // the subrequest's own method (nginx keeps the original)
+		method = m
+		delete(hdr, ":method")
+	}
+	req := mustRequest(t, method, g.URL+"/oauth2/auth"+query, nil)
 	if cookie != "" {
 		req.Header.Set("Cookie", "_authgate="+cookie)
 	}
 	for k, v := range hdr {
-		req.Header[k] = []string{v}
+		req.Header[k] = strings.Split(v, "\x00") // "\x00" separates repeated headers
 	}
 	resp, err := http.DefaultTransport.RoundTrip(req)
 	if err != nil {
@@ -132,6 +137,7 @@ func TestForwardAuthProbesGet401(t *testing.T) {
 		{"garbage bearer", "", with("Authorization", "Bearer x.y.z")},
 		{"basic credentials", "", with("Authorization", "Basic YWxpY2U6cGFzc3dvcmQ=")},
 		{"NUL in the URI", "", map[string]string{"X-Original-Uri": "/app%00/x"}},
+		{"cross-site POST named GET", c, map[string]string{":method": "POST", "X-Original-Uri": "/app", "X-Original-Method": "GET", "Origin": "https://evil.example"}},
 		{"NUL in the URI with a session", c, map[string]string{"X-Original-Uri": "/app%00/x"}},
 		{"//evil URI", "", map[string]string{"X-Original-Uri": "//evil.example/x"}},
 		{"absolute URI", c, map[string]string{"X-Original-Uri": "http://evil.example/x"}},
@@ -141,9 +147,20 @@ func TestForwardAuthProbesGet401(t *testing.T) {
 		{"the endpoint itself", c, map[string]string{"X-Original-Uri": "/oauth2/auth"}},
 		{"another gateway endpoint", c, map[string]string{"X-Original-Uri": "/oauth2/../oauth2/userinfo"}},
 		{"too many cookies", "", with("Cookie", many)},
+		// A client's own copies of the headers its proxy does not set
+		// (nginx passes them into the subrequest): they must agree.
+		{"X-Forwarded-Uri added to ingress-nginx's", "", map[string]string{"X-Original-Url": "http://app.example.com/app", "X-Forwarded-Uri": "/public/x"}},
+		{"X-Original-Url added to Traefik's", "", map[string]string{"X-Forwarded-Uri": "/app", "X-Forwarded-Host": "app.example.com", "X-Original-Url": "http://app.example.com/public/x"}},
+		{"X-Forwarded-Uri added to nginx's", "", map[string]string{"X-Original-Uri": "/app", "X-Forwarded-Uri": "/public/x"}},
+		{"X-Forwarded-Host disagreeing", c, map[string]string{"X-Original-Url": "http://app.example.com/app", "X-Forwarded-Host": "other.example.com"}},
+		{"the header twice", "", map[string]string{"X-Original-Uri": "/app"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := askAuth(t, g, "", tc.cookie, tc.hdr)
+			hdr := tc.hdr
+			if tc.name == "the header twice" {
+				hdr = map[string]string{"X-Forwarded-Uri": "/public/x\x00/app"} // split below
+			}
+			resp := askAuth(t, g, "", tc.cookie, hdr)
 			if resp.StatusCode != http.StatusUnauthorized {
 				t.Errorf("got %d, want 401", resp.StatusCode)
 			}
