@@ -24,6 +24,9 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("redis SAVE: %v", err)
 	}
 	e.redis.Stop()
+	// The gateway notices at once (its subscription breaks) and stops
+	// using its session cache: a Redis outage is an outage.
+	waitCacheOff(t, g)
 
 	for _, accept := range []string{"text/html", "application/json"} {
 		req := mustRequest(t, http.MethodGet, g.URL+"/private", nil)
@@ -80,11 +83,47 @@ func TestRedisOutage(t *testing.T) {
 	}
 }
 
+// waitCacheOff waits until g has stopped using its session cache.
+func waitCacheOff(t *testing.T, g *gateway) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for g.sessions.CacheInUse() {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway still uses its session cache 2s into a Redis outage")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRedisHangCached: a hanging Redis is noticed by the invalidation
+// channel's ping within about a second; from then on, 503 as without a
+// cache.
+func TestRedisHangCached(t *testing.T) {
+	e := newEnv(t, envOptions{redis: true})
+	g := e.gateway(gatewayOptions{})
+	b := newBrowser(t)
+	b.login(t, g, "/")
+	e.redis.Pause()
+	defer e.redis.Resume()
+	start := time.Now()
+	waitCacheOff(t, g)
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("a hanging Redis was noticed after %v, want about 1s", d)
+	}
+	if resp, _ := b.noFollow().get(t, g.URL+"/private"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("Redis hanging, cache off: got %d, want 503", resp.StatusCode)
+	}
+}
+
 // TestRedisHang: a Redis that accepts but never answers (paused clients)
 // gives 503 within the configured timeout, not a hung request.
 func TestRedisHang(t *testing.T) {
 	e := newEnv(t, envOptions{redis: true})
-	g := e.gateway(gatewayOptions{})
+	// The store's own timeout is what is measured: no session cache (its
+	// part in a hang is TestRedisHangCached's).
+	g := e.gateway(gatewayOptions{mutate: func(_ *proxy.Config, sc *session.Config, _ *upstream.Config) {
+		sc.Cache.TTL = -1
+	}})
 	b := newBrowser(t)
 	b.login(t, g, "/")
 	if err := e.redis.Client(t).Do(t.Context(), "CLIENT", "PAUSE", "1500", "ALL").Err(); err != nil {

@@ -271,6 +271,7 @@ func TestForwardAuthSessionEnds(t *testing.T) {
 	b.login(t, g, "/")
 	c := b.cookie(t, g.URL, "_authgate")
 	e.redis.Pause()
+	waitCacheOff(t, g)
 	if resp := askAuth(t, g, "", c, uri); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("store not answering: got %d, want 401", resp.StatusCode)
 	}
@@ -289,6 +290,7 @@ func TestForwardAuthSessionEnds(t *testing.T) {
 		t.Errorf("store back: got %d, want 202 with the same cookie", resp.StatusCode)
 	}
 	e.redis.Stop()
+	waitCacheOff(t, g)
 	if resp := askAuth(t, g, "", c, uri); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("store down: got %d, want 401", resp.StatusCode)
 	}

@@ -172,6 +172,7 @@ func (e *env) gateway(o gatewayOptions) *gateway {
 	if err != nil {
 		t.Fatalf("session manager: %v", err)
 	}
+	t.Cleanup(sessions.Close)
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	up, err := upstream.New(uc, upstream.Deps{Now: e.clock.Now, Logger: log})
 	if err != nil {

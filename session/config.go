@@ -23,6 +23,8 @@ const (
 	DefaultMaxLifetime        = 12 * time.Hour
 	DefaultRefreshLockTimeout = 20 * time.Second
 	DefaultLoginTimeout       = 10 * time.Minute
+	DefaultCacheTTL           = 3 * time.Second
+	DefaultCacheEntries       = 10000
 )
 
 // minSecretBytes is the least entropy a cookie secret must carry.
@@ -53,6 +55,21 @@ type Config struct {
 	// LoginTimeout is the lifetime of a pending login: its state record and
 	// the browser-binding cookie. Default 10m.
 	LoginTimeout time.Duration `yaml:"login_timeout"`
+	// Cache keeps recently used sessions decrypted in process.
+	Cache CacheConfig `yaml:"cache"`
+}
+
+// CacheConfig configures the in-process session cache. With the Redis
+// store, replicas drop their copies through a Redis pub/sub channel as soon
+// as a session is signed out, refreshed or deleted anywhere, and a replica
+// whose subscription is down does not use its cache.
+type CacheConfig struct {
+	// TTL is how long a cached session is used without reading the store:
+	// it bounds what a lost invalidation could leave. Default 3s, at most
+	// 1m; negative turns the cache off.
+	TTL time.Duration `yaml:"ttl"`
+	// MaxEntries bounds the cache. Default 10000.
+	MaxEntries int `yaml:"max_entries"`
 }
 
 // RedisConfig locates the Redis server.
@@ -108,6 +125,10 @@ func (c *Config) SetDefaults() {
 	setDuration(&c.MaxLifetime, DefaultMaxLifetime)
 	setDuration(&c.RefreshLockTimeout, DefaultRefreshLockTimeout)
 	setDuration(&c.LoginTimeout, DefaultLoginTimeout)
+	setDuration(&c.Cache.TTL, DefaultCacheTTL)
+	if c.Cache.MaxEntries == 0 {
+		c.Cache.MaxEntries = DefaultCacheEntries
+	}
 }
 
 func setDuration(d *time.Duration, def time.Duration) {
@@ -154,6 +175,12 @@ func (c *Config) validateDurations() []error {
 		if d.val != 0 && d.val < d.min {
 			errs = append(errs, fmt.Errorf("%s: must be at least %s, got %s", d.key, d.min, d.val))
 		}
+	}
+	if c.Cache.TTL > time.Minute {
+		errs = append(errs, fmt.Errorf("cache.ttl: must be at most 1m (it bounds how long a lost invalidation keeps a signed-out session usable), got %s", c.Cache.TTL))
+	}
+	if c.Cache.MaxEntries < 0 {
+		errs = append(errs, fmt.Errorf("cache.max_entries: must be positive, got %d", c.Cache.MaxEntries))
 	}
 	return errs
 }

@@ -24,6 +24,13 @@ type Manager struct {
 	tickets  codec
 	bindings codec
 	refresh  singleflight.Group
+	// cache holds recently loaded sessions (nil when off); bcast carries
+	// its invalidations to the other replicas (nil for a store of one
+	// process).
+	cache  *sessionCache
+	bcast  Broadcaster
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // NewManager returns a Manager keeping sessions in store. cfg should have been
@@ -52,7 +59,37 @@ func NewManager(cfg Config, store Store, now func() time.Time) (*Manager, error)
 	if m.bindings, err = newCodec(cfg.Cookie.Name+bindingSuffix, cfg.LoginTimeout, secrets); err != nil {
 		return nil, err
 	}
+	m.bcast, _ = store.(Broadcaster)
+	if cfg.Cache.TTL > 0 {
+		m.cache = newSessionCache(cfg.Cache.TTL, cfg.Cache.MaxEntries, now, m.bcast != nil)
+	}
+	if m.bcast != nil {
+		// Even without a cache of its own, a replica's writes must reach
+		// the others' caches; it subscribes only to keep one.
+		if m.cache != nil {
+			ctx, cancel := context.WithCancel(context.Background())
+			m.cancel, m.done = cancel, make(chan struct{})
+			go func() {
+				defer close(m.done)
+				m.bcast.Invalidations(ctx, m.cache.invalidate, m.cache.setUp)
+			}()
+		}
+	}
 	return m, nil
+}
+
+// CacheInUse reports whether Load may answer from the session cache: it is
+// on, and, with a shared store, subscribed to the invalidation channel.
+func (m *Manager) CacheInUse() bool { return m.cache != nil && m.cache.up.Load() }
+
+// Close stops the Manager's subscription to the invalidation channel. The
+// Manager keeps working, without its cache.
+func (m *Manager) Close() {
+	if m.cancel != nil {
+		m.cancel()
+		<-m.done
+		m.cache.setUp(false)
+	}
 }
 
 // Config returns the configuration in effect, defaults applied.
@@ -100,11 +137,29 @@ func (m *Manager) Load(ctx context.Context, t Ticket) (*Session, Version, error)
 		return nil, Version{}, ErrNotFound
 	}
 	key := t.storageKey()
+	if s, v, ok := m.cache.get(key, &t); ok {
+		if _, live := m.ttl(s, m.now()); live {
+			return s, v, nil
+		}
+		// Past its idle timeout by the cached LastSeen: another replica
+		// may have seen it since, so the store decides.
+	}
+	gen := m.cache.generation()
+	s, v, err := m.loadStored(ctx, &t, key)
+	if err == nil {
+		m.cache.put(key, &t, s, v, gen)
+	}
+	return s, v, err
+}
+
+// loadStored is Load from the store, past the cache: for the refresh,
+// which must see other replicas' writes at once.
+func (m *Manager) loadStored(ctx context.Context, t *Ticket, key string) (*Session, Version, error) {
 	record, err := m.store.Get(ctx, key)
 	if err != nil {
 		return nil, Version{}, err // ErrNotFound or ErrUnavailable-wrapped, unchanged
 	}
-	s, err := m.open(&t, key, record)
+	s, err := m.open(t, key, record)
 	if err != nil {
 		return nil, Version{}, ErrNotFound
 	}
@@ -134,8 +189,11 @@ func (m *Manager) Touch(ctx context.Context, t Ticket, s *Session, v Version) er
 		return nil
 	}
 	s.LastSeen = now
-	_, err := m.write(ctx, &t, s, v, now)
+	// Only LastSeen changes: the other replicas' copies need not go (their
+	// own Touch would lose the compare-and-swap and drop them).
+	_, err := m.write(ctx, &t, s, v, now, false)
 	if errors.Is(err, ErrConflict) {
+		m.cache.invalidate(t.storageKey()) // ours was stale
 		return nil
 	}
 	return err
@@ -145,19 +203,33 @@ func (m *Manager) Touch(ctx context.Context, t Ticket, s *Session, v Version) er
 // the new Version. It returns ErrConflict when the session changed or
 // vanished since it was read, and ErrNotFound when s has passed its timeouts.
 func (m *Manager) Replace(ctx context.Context, t Ticket, s *Session, v Version) (Version, error) {
-	return m.write(ctx, &t, s, v, m.now())
+	return m.write(ctx, &t, s, v, m.now(), true)
 }
 
-// Delete removes t's session (sign-out). An absent session is not an error.
+// Delete removes t's session (sign-out) on every replica: from the store,
+// and from every replica's cache. An absent session is not an error.
 func (m *Manager) Delete(ctx context.Context, t Ticket) error {
-	if err := m.store.Delete(ctx, t.storageKey()); err != nil {
+	key := t.storageKey()
+	m.cache.invalidate(key)
+	if err := m.store.Delete(ctx, key); err != nil {
 		return fmt.Errorf("session: delete: %w", err)
 	}
+	m.cache.invalidate(key) // a Load that read the store before the delete
+	m.announce(ctx, key)
 	return nil
 }
 
-// write seals s and swaps it in for v.
-func (m *Manager) write(ctx context.Context, t *Ticket, s *Session, v Version, now time.Time) (Version, error) {
+// announce tells the other replicas to drop their copy of key. A failed
+// publish leaves copies for at most the cache TTL.
+func (m *Manager) announce(ctx context.Context, key string) {
+	if m.bcast != nil {
+		_ = m.bcast.PublishInvalidation(context.WithoutCancel(ctx), key)
+	}
+}
+
+// write seals s and swaps it in for v; publish announces the change to
+// the other replicas' caches.
+func (m *Manager) write(ctx context.Context, t *Ticket, s *Session, v Version, now time.Time, publish bool) (Version, error) {
 	ttl, ok := m.ttl(s, now)
 	if !ok {
 		return Version{}, ErrNotFound
@@ -167,6 +239,11 @@ func (m *Manager) write(ctx context.Context, t *Ticket, s *Session, v Version, n
 	if err != nil {
 		return Version{}, err
 	}
+	gen := m.cache.generation()
+	if publish {
+		m.cache.invalidate(key)
+		gen = m.cache.generation()
+	}
 	swapped, err := m.store.CompareAndSwap(ctx, key, v.raw, record, ttl)
 	if err != nil {
 		return Version{}, fmt.Errorf("session: write: %w", err)
@@ -174,7 +251,12 @@ func (m *Manager) write(ctx context.Context, t *Ticket, s *Session, v Version, n
 	if !swapped {
 		return Version{}, ErrConflict
 	}
-	return Version{raw: record}, nil
+	nv := Version{raw: record}
+	m.cache.put(key, t, s, nv, gen)
+	if publish {
+		m.announce(ctx, key)
+	}
+	return nv, nil
 }
 
 // ttl returns how long s may still live: until the earlier of its idle and

@@ -173,3 +173,66 @@ func redisErr(err error) error {
 func millis(ttl time.Duration) int64 {
 	return int64((ttl + time.Millisecond - 1) / time.Millisecond)
 }
+
+// invalidationChannel is the pub/sub channel (after the key prefix) that
+// carries session cache invalidations between replicas.
+const invalidationChannel = "invalidate"
+
+// PublishInvalidation implements Broadcaster.
+func (r *RedisStore) PublishInvalidation(ctx context.Context, key string) error {
+	return redisErr(r.c.Publish(ctx, r.prefix+invalidationChannel, key).Err())
+}
+
+// subscriptionCheck is how long a quiet subscription waits before it pings
+// its connection, and how long a ping may go unanswered.
+const subscriptionCheck = 500 * time.Millisecond
+
+// Invalidations implements Broadcaster: it subscribes, reports the
+// subscription up once Redis confirms it, and down as soon as a read fails
+// or a ping goes unanswered; go-redis reconnects and re-subscribes on the
+// next read, and the confirmation brings it up again.
+func (r *RedisStore) Invalidations(ctx context.Context, onKey func(string), onState func(bool)) {
+	channel := r.prefix + invalidationChannel
+	up := false
+	set := func(v bool) {
+		if v != up {
+			up = v
+			onState(v)
+		}
+	}
+	for ctx.Err() == nil {
+		ps := r.c.Subscribe(ctx, channel)
+		r.receive(ctx, ps, onKey, set)
+		_ = ps.Close()
+		set(false)
+		_ = sleep(ctx, jitter(100*time.Millisecond))
+	}
+}
+
+// receive reads one subscription until it fails.
+func (r *RedisStore) receive(ctx context.Context, ps *redis.PubSub, onKey func(string), set func(bool)) {
+	pinged := false
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, subscriptionCheck)
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout() || pinged {
+				return // broken, closed, or a ping went unanswered
+			}
+			// Quiet: make sure the connection is still there.
+			if err := ps.Ping(ctx); err != nil {
+				return
+			}
+			pinged = true
+			continue
+		}
+		pinged = false
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			set(m.Kind == "subscribe")
+		case *redis.Message:
+			onKey(m.Payload)
+		case *redis.Pong:
+		}
+	}
+}

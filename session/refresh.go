@@ -113,7 +113,7 @@ func (m *Manager) refreshShared(ctx context.Context, t *Ticket, needs func(*Sess
 		if err := sleep(ctx, jitter(pollInterval)); err != nil {
 			return Version{}, fmt.Errorf("session: refresh: %w", err)
 		}
-		s, v, err := m.Load(ctx, *t)
+		s, v, err := m.loadStored(ctx, t, t.storageKey())
 		if err != nil {
 			return Version{}, err
 		}
@@ -135,7 +135,7 @@ func (m *Manager) refreshLocked(ctx context.Context, t *Ticket, needs func(*Sess
 		_ = unlock(uctx) // on failure the lock simply expires
 	}()
 	// Re-read under the lock: the previous holder may have just written.
-	s, v, err := m.Load(ctx, *t)
+	s, v, err := m.loadStored(ctx, t, t.storageKey())
 	if err != nil {
 		return Version{}, err
 	}
@@ -168,7 +168,7 @@ func (m *Manager) refreshLocked(ctx context.Context, t *Ticket, needs func(*Sess
 		// A concurrent write (a Touch) won, or our copy's LastSeen went
 		// stale while renew ran: re-apply the same token to the current
 		// record, never renew again (the old refresh token is spent).
-		if s, v, err = m.Load(wctx, *t); err != nil {
+		if s, v, err = m.loadStored(wctx, t, t.storageKey()); err != nil {
 			return Version{}, err
 		}
 	}

@@ -38,15 +38,18 @@ func build(cfg *fileConfig, log *slog.Logger) (*gateway, error) {
 	}
 	up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: log.With("component", "upstream")})
 	if err != nil {
+		sessions.Close()
 		closeStore()
 		return nil, &configError{[]error{fmt.Errorf("upstream: %w", err)}}
 	}
 	srv, err := proxy.New(cfg.Config, proxy.Deps{Upstream: up, Sessions: sessions, Logger: log})
 	if err != nil {
+		sessions.Close()
 		closeStore()
 		return nil, &configError{[]error{err}}
 	}
-	return &gateway{server: srv, closer: closeStore, up: up, store: store}, nil
+	closer := func() error { sessions.Close(); return closeStore() }
+	return &gateway{server: srv, closer: closer, up: up, store: store}, nil
 }
 
 // serve runs the gateway until ctx ends, then drains in-flight requests.

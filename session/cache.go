@@ -1,0 +1,176 @@
+package session
+
+import (
+	"context"
+	"crypto/subtle"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The session cache keeps recently loaded sessions decrypted in process,
+// so a request whose session was read a moment ago costs no store round
+// trip, decryption or decoding. It stays coherent across replicas through
+// the store's invalidation channel (Broadcaster): every write that changes
+// a session's tokens or identity, and every delete, tells all replicas to
+// drop their copy; while a replica is not subscribed (starting, a Redis
+// blip, a reconnect) it does not use its cache at all, so a missed
+// invalidation can never keep a session alive (SECURITY.md 45). Entries
+// live at most the cache TTL, which also bounds what a failed publish can
+// leave behind.
+
+// Broadcaster is implemented by stores shared between processes: it
+// carries invalidations between the replicas' session caches.
+type Broadcaster interface {
+	// PublishInvalidation tells every subscribed process that the record
+	// under key changed or is gone.
+	PublishInvalidation(ctx context.Context, key string) error
+	// Invalidations delivers invalidated keys to onKey until ctx ends,
+	// and calls onState(true) once the subscription is established and
+	// onState(false) whenever it is lost (it re-subscribes by itself).
+	Invalidations(ctx context.Context, onKey func(key string), onState func(up bool))
+}
+
+// cacheShards spreads the cache's lock.
+const cacheShards = 16
+
+type sessionCache struct {
+	ttl   time.Duration
+	max   int // per shard
+	now   func() time.Time
+	gen   atomic.Uint64 // bumped by every invalidation: a read that saw another value is not cached
+	up    atomic.Bool   // the invalidation channel works (always, for a store of one process)
+	shard [cacheShards]cacheShard
+}
+
+type cacheShard struct {
+	mu      sync.RWMutex
+	entries map[string]*cacheEntry
+}
+
+// cacheEntry is a decrypted session. sess is never handed out: callers get
+// copies, since they go on to change theirs (Touch sets LastSeen).
+type cacheEntry struct {
+	key     [32]byte // the ticket's key: the id alone must not get the session
+	sess    Session
+	ver     Version
+	expires time.Time
+}
+
+func newSessionCache(ttl time.Duration, maxEntries int, now func() time.Time, shared bool) *sessionCache {
+	c := &sessionCache{ttl: ttl, max: max(1, maxEntries/cacheShards), now: now}
+	for i := range c.shard {
+		c.shard[i].entries = make(map[string]*cacheEntry)
+	}
+	c.up.Store(!shared) // a shared store's channel is down until subscribed
+	return c
+}
+
+func (c *sessionCache) shardOf(key string) *cacheShard {
+	// key is base64 of a hash already (Ticket.storageKey); its last
+	// character carries only 4 bits, the two before it 12.
+	n := len(key)
+	return &c.shard[(uint(key[n-2])*31+uint(key[n-3]))%cacheShards]
+}
+
+// get returns a copy of the cached session under key when t's key matches.
+func (c *sessionCache) get(key string, t *Ticket) (*Session, Version, bool) {
+	if c == nil || !c.up.Load() {
+		return nil, Version{}, false
+	}
+	sh := c.shardOf(key)
+	sh.mu.RLock()
+	e := sh.entries[key]
+	sh.mu.RUnlock()
+	if e == nil || !c.now().Before(e.expires) || subtle.ConstantTimeCompare(e.key[:], t.key[:]) != 1 {
+		return nil, Version{}, false
+	}
+	s := e.sess
+	return &s, e.ver, true
+}
+
+// generation is read before a store read whose result may be cached.
+func (c *sessionCache) generation() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.gen.Load()
+}
+
+// put caches a copy of s at version v, unless an invalidation arrived since
+// gen was read (the read may predate the change it announced) or the
+// channel is down.
+func (c *sessionCache) put(key string, t *Ticket, s *Session, v Version, gen uint64) {
+	if c == nil || !c.up.Load() {
+		return
+	}
+	e := &cacheEntry{key: t.key, sess: *s, ver: v, expires: c.now().Add(c.ttl)}
+	sh := c.shardOf(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if c.gen.Load() != gen {
+		return
+	}
+	if len(sh.entries) >= c.max {
+		if _, ok := sh.entries[key]; !ok {
+			c.evict(sh)
+		}
+	}
+	sh.entries[key] = e
+}
+
+// evict makes room in a full shard: the expired entries, else an arbitrary
+// one (map order). Called with the shard locked.
+func (c *sessionCache) evict(sh *cacheShard) {
+	now := c.now()
+	n := 0
+	for k, e := range sh.entries {
+		if !now.Before(e.expires) {
+			delete(sh.entries, k)
+			n++
+		}
+	}
+	if n > 0 {
+		return
+	}
+	for k := range sh.entries {
+		delete(sh.entries, k)
+		return
+	}
+}
+
+// invalidate drops key.
+func (c *sessionCache) invalidate(key string) {
+	if c == nil {
+		return
+	}
+	sh := c.shardOf(key)
+	sh.mu.Lock()
+	c.gen.Add(1)
+	delete(sh.entries, key)
+	sh.mu.Unlock()
+}
+
+// setUp records the channel's state; either change empties the cache
+// (entries from before a gap may have missed an invalidation).
+func (c *sessionCache) setUp(up bool) {
+	for i := range c.shard {
+		sh := &c.shard[i]
+		sh.mu.Lock()
+		c.gen.Add(1)
+		clear(sh.entries)
+		sh.mu.Unlock()
+	}
+	c.up.Store(up)
+}
+
+// len counts the entries (tests).
+func (c *sessionCache) len() int {
+	n := 0
+	for i := range c.shard {
+		c.shard[i].mu.RLock()
+		n += len(c.shard[i].entries)
+		c.shard[i].mu.RUnlock()
+	}
+	return n
+}

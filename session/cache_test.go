@@ -1,0 +1,289 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/authgate/authgate/upstream"
+)
+
+// broadcastingCounter counts the Gets that reach a shared store and keeps
+// its Broadcaster.
+type broadcastingCounter struct {
+	*countingStore
+	Broadcaster
+}
+
+// TestCacheSparesTheStore: a session read a moment ago costs no store
+// read; another ticket with the same id and a wrong key never gets it.
+func TestCacheSparesTheStore(t *testing.T) {
+	clock := newFakeClock()
+	store := &countingStore{Store: NewMemoryStore(clock.Now, 0)}
+	m := newManager(t, testConfig(t), store, clock.Now)
+	tk, err := m.Create(context.Background(), testSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		s, _, err := m.Load(context.Background(), tk)
+		if err != nil || s.Token.AccessToken != "CANARY-ACCESS-7f3a" {
+			t.Fatalf("Load: %v", err)
+		}
+		s.LastSeen = time.Time{} // callers own their copy
+	}
+	if n := store.gets.Load(); n != 1 {
+		t.Errorf("store reads for 10 loads: %d, want 1", n)
+	}
+	wrong := tk
+	wrong.key[0] ^= 1
+	if _, _, err := m.Load(context.Background(), wrong); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Load with the right id and a wrong key: %v, want ErrNotFound", err)
+	}
+	clock.Advance(DefaultCacheTTL)
+	m.Load(context.Background(), tk)
+	if n := store.gets.Load(); n != 3 {
+		t.Errorf("store reads after the cache TTL: %d, want 3 (the wrong key's, and one after expiry)", n)
+	}
+}
+
+// TestCacheIdleTimeout: a session read only from cache still ends at its
+// idle timeout, and reading it still extends it (written once per touch
+// interval).
+func TestCacheIdleTimeout(t *testing.T) {
+	clock := newFakeClock()
+	store := &countingStore{Store: NewMemoryStore(clock.Now, 0)}
+	cfg := testConfig(t)
+	cfg.IdleTimeout = 20 * time.Second
+	cfg.Cache.TTL = time.Minute // longer than the idle timeout
+	m := newManager(t, cfg, store, clock.Now)
+	tk, _ := m.Create(context.Background(), testSession())
+	writes := store.writes.Load()
+	for range 30 { // 30 s of use, a request a second
+		s, v, err := m.Load(context.Background(), tk)
+		if err != nil {
+			t.Fatalf("in use after %s: %v", clock.Now().Sub(s.CreatedAt), err)
+		}
+		if err := m.Touch(context.Background(), tk, s, v); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Second)
+	}
+	if n := store.writes.Load() - writes; n != 29 {
+		// TouchInterval is 1 s (its minimum) here: one write per request
+		// but the first, whose LastSeen is the creation.
+		t.Errorf("touch writes: %d, want 29", n)
+	}
+	clock.Advance(21 * time.Second)
+	if _, _, err := m.Load(context.Background(), tk); !errors.Is(err, ErrNotFound) {
+		t.Errorf("idle past the timeout, cached: %v, want ErrNotFound", err)
+	}
+}
+
+// twoReplicas are two Managers sharing one Redis, as two gateways do.
+func twoReplicas(t *testing.T) (a, b *Manager, bStore *broadcastingCounter, kill func()) {
+	t.Helper()
+	rs, rsrv := redisStore(t)
+	cfg := testConfig(t)
+	cfg.Cache.TTL = time.Minute // only invalidations may end a copy
+	a = newManager(t, cfg, rs, nil)
+	t.Cleanup(a.Close)
+	bStore = &broadcastingCounter{countingStore: &countingStore{Store: rs}, Broadcaster: rs}
+	b = newManager(t, cfg, bStore, nil)
+	t.Cleanup(b.Close)
+	waitUp(t, a)
+	waitUp(t, b)
+	killer := rsrv.Client(t)
+	return a, b, bStore, func() {
+		if err := killer.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func waitUp(t *testing.T, m *Manager) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !m.cache.up.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the invalidation channel did not come up within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// within polls f until it holds or d has passed.
+func within(d time.Duration, f func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if f() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCacheCoherentAcrossReplicas: a sign-out on A stops the session on B
+// within 1 s; a refresh on A reaches B; both while B serves from cache.
+func TestCacheCoherentAcrossReplicas(t *testing.T) {
+	a, b, bStore, _ := twoReplicas(t)
+	ctx := context.Background()
+	tk, _ := a.Create(ctx, testSession())
+	if _, _, err := b.Load(ctx, tk); err != nil {
+		t.Fatal(err)
+	}
+	b.Load(ctx, tk)
+	if n := bStore.gets.Load(); n != 1 {
+		t.Fatalf("B's store reads for two loads: %d, want 1 (the second from cache)", n)
+	}
+
+	// A refresh on A: B serves the new token.
+	fresh := upstream.Token{AccessToken: "CANARY-ACCESS-NEW", RefreshToken: "CANARY-REFRESH-NEW", Expiry: time.Now().Add(time.Hour)}
+	_, _, err := a.Refresh(ctx, tk, func(*Session) bool { return true }, func(context.Context, upstream.Token) (upstream.Token, error) { return fresh, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !within(time.Second, func() bool {
+		s, _, err := b.Load(ctx, tk)
+		return err == nil && s.Token.AccessToken == fresh.AccessToken
+	}) {
+		t.Error("B did not serve the token A refreshed within 1s")
+	}
+
+	// A sign-out on A: B refuses the cookie.
+	if err := a.Delete(ctx, tk); err != nil {
+		t.Fatal(err)
+	}
+	if !within(time.Second, func() bool { _, _, err := b.Load(ctx, tk); return errors.Is(err, ErrNotFound) }) {
+		t.Error("B still serves the session 1s after the sign-out on A")
+	}
+}
+
+// TestCacheBypassedWhileUnsubscribed: when B's subscription is killed, B
+// reads the store until it has subscribed again, so a sign-out published
+// in the gap is still honoured; then it caches again.
+func TestCacheBypassedWhileUnsubscribed(t *testing.T) {
+	a, b, bStore, kill := twoReplicas(t)
+	ctx := context.Background()
+	tk, _ := a.Create(ctx, testSession())
+	b.Load(ctx, tk)
+	// Keep killing the subscriptions while A signs out: its invalidation
+	// reaches (almost surely) no one.
+	stop := make(chan struct{})
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				kill()
+				time.Sleep(2 * time.Millisecond)
+			}
+		}
+	}()
+	if !within(2*time.Second, func() bool { return !b.cache.up.Load() }) {
+		t.Fatal("B did not notice its subscription was killed within 2s")
+	}
+	err := a.Delete(ctx, tk)
+	close(stop)
+	<-killed
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Load(ctx, tk); !errors.Is(err, ErrNotFound) {
+		t.Errorf("B after a sign-out while its subscription was down: %v, want ErrNotFound", err)
+	}
+	waitUp(t, b)
+	tk2, _ := a.Create(ctx, testSession())
+	gets := bStore.gets.Load()
+	b.Load(ctx, tk2)
+	b.Load(ctx, tk2)
+	if n := bStore.gets.Load() - gets; n != 1 {
+		t.Errorf("B's store reads for two loads after resubscribing: %d, want 1", n)
+	}
+}
+
+// fakeBroadcaster is a shared store whose channel the test drives.
+type fakeBroadcaster struct {
+	Store
+	ready   chan struct{}
+	onState func(bool)
+}
+
+func (f *fakeBroadcaster) PublishInvalidation(context.Context, string) error { return nil }
+
+func (f *fakeBroadcaster) Invalidations(ctx context.Context, _ func(string), onState func(bool)) {
+	f.onState = onState
+	close(f.ready)
+	<-ctx.Done()
+}
+
+// TestCacheGapHonoursLostInvalidations: an invalidation lost while the
+// channel was down (the record deleted elsewhere, no message) cannot keep
+// the session alive: the cache is not used until the channel is back, and
+// is empty then.
+func TestCacheGapHonoursLostInvalidations(t *testing.T) {
+	clock := newFakeClock()
+	mem := NewMemoryStore(clock.Now, 0)
+	fb := &fakeBroadcaster{Store: mem, ready: make(chan struct{})}
+	cfg := testConfig(t)
+	cfg.Cache.TTL = time.Minute
+	m := newManager(t, cfg, fb, clock.Now)
+	t.Cleanup(m.Close)
+	<-fb.ready
+	ctx := context.Background()
+	tk, _ := m.Create(ctx, testSession())
+	m.Load(ctx, tk)
+	if m.cache.len() != 0 {
+		t.Fatal("cached before the channel was up")
+	}
+	fb.onState(true)
+	m.Load(ctx, tk)
+	if m.cache.len() != 1 {
+		t.Fatal("not cached with the channel up")
+	}
+	fb.onState(false)
+	_ = mem.Delete(ctx, tk.storageKey()) // another replica's sign-out; its message is lost
+	if _, _, err := m.Load(ctx, tk); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Load while the channel is down after a lost sign-out: %v, want ErrNotFound", err)
+	}
+	fb.onState(true)
+	if _, _, err := m.Load(ctx, tk); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Load once the channel is back: %v, want ErrNotFound", err)
+	}
+}
+
+// TestCacheNoStaleFill: a read that started before an invalidation does
+// not put its (possibly older) result in the cache.
+func TestCacheNoStaleFill(t *testing.T) {
+	c := newSessionCache(time.Minute, 100, time.Now, false)
+	var tk Ticket
+	gen := c.generation()
+	c.invalidate("s:xyz-key")
+	c.put("s:xyz-key", &tk, testSession(), Version{}, gen)
+	if _, _, ok := c.get("s:xyz-key", &tk); ok {
+		t.Error("a read from before the invalidation was cached")
+	}
+	c.put("s:xyz-key", &tk, testSession(), Version{}, c.generation())
+	if _, _, ok := c.get("s:xyz-key", &tk); !ok {
+		t.Error("a fresh read was not cached")
+	}
+}
+
+// TestCacheBounded: the cache never outgrows max_entries.
+func TestCacheBounded(t *testing.T) {
+	c := newSessionCache(time.Minute, 160, time.Now, false)
+	for range 5000 {
+		tk, _ := NewTicket()
+		c.put(tk.storageKey(), &tk, testSession(), Version{}, c.generation())
+	}
+	if n := c.len(); n > 160 {
+		t.Errorf("entries: %d, want at most 160", n)
+	}
+}
