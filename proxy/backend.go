@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/authgate/authgate/session"
@@ -64,8 +65,29 @@ func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httput
 			}
 		},
 		Transport:    transport,
+		BufferPool:   copyBuffers,
 		ErrorHandler: s.backendError,
 		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// copyBuffers lends ReverseProxy its 32 KiB copy buffers: without a pool
+// it allocates one per request (the largest allocation of the hot path).
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		buf = buf[:cap(buf)]
+		b.p.Put(&buf)
 	}
 }
 

@@ -110,6 +110,9 @@ func (m *Manager) EncodeTicket(t Ticket) (string, error) {
 // in the MAC is Config().Cookie.Name, without any "__Host-" prefix the proxy
 // adds to the cookie itself.
 func (m *Manager) DecodeTicket(cookieValue string) (Ticket, error) {
+	if t, ok := m.cache.ticket(cookieValue); ok {
+		return t, nil
+	}
 	b, err := m.tickets.decode(cookieValue)
 	if err != nil {
 		return Ticket{}, err
@@ -118,6 +121,7 @@ func (m *Manager) DecodeTicket(cookieValue string) (Ticket, error) {
 	if !ok {
 		return Ticket{}, ErrInvalidCookie
 	}
+	m.cache.putTicket(cookieValue, t)
 	return t, nil
 }
 
