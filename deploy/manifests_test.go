@@ -148,6 +148,7 @@ func TestManifestChecksCatch(t *testing.T) {
 		{"auth-url path", "ingress-nginx", "ingress-app.yaml", "4180/oauth2/auth", "4180/oauth2/authz", "want /oauth2/auth"},
 		{"auth-url port", "ingress-nginx", "ingress-app.yaml", "4180/oauth2/auth", "80/oauth2/auth", "port 80 is not a port"},
 		{"response header", "traefik", "middleware.yaml", "- X-Auth-Request-Email\n", "", "lack X-Auth-Request-Email"},
+		{"Traefik not passing X-Forwarded-*", "traefik", "middleware.yaml", "trustForwardHeader: true", "trustForwardHeader: false", "trustForwardHeader: want true"},
 		{"Traefik without redirect", "traefik", "middleware.yaml", `auth?redirect=true"`, `auth"`, "redirect=true"},
 		{"redis client label", "traefik", "deployment.yaml", `authgate-redis-client: "true"`, `authgate-redis-client: "yes"`, "do not admit the gateway's pods"},
 		{"redis host", "sidecar", "configmap.yaml", "@redis.authgate.svc", "@redis.default.svc", "not a Service of this set"},
