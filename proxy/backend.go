@@ -53,15 +53,14 @@ func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httput
 			if sess == nil {
 				return // a public path: no identity
 			}
+			v := injectedFor(sess)
 			h := pr.Out.Header
-			h["Authorization"] = []string{"Bearer " + sess.Token.AccessToken.Reveal()}
+			h["Authorization"] = v.authorization
 			if identity {
-				setIf(h, "X-Forwarded-User", sess.UserName())
-				setIf(h, "X-Forwarded-Email", sess.Email)
-				setIf(h, "X-Forwarded-Preferred-Username", sess.PreferredUsername)
-				if len(sess.Groups) > 0 {
-					h["X-Forwarded-Groups"] = []string{headerValue(strings.Join(sess.Groups, ","))}
-				}
+				setIf(h, "X-Forwarded-User", v.user)
+				setIf(h, "X-Forwarded-Email", v.email)
+				setIf(h, "X-Forwarded-Preferred-Username", v.preferredUsername)
+				setIf(h, "X-Forwarded-Groups", v.groups)
 			}
 		},
 		Transport:    transport,
@@ -112,10 +111,41 @@ func (s *Server) setXForwarded(pr *httputil.ProxyRequest) {
 	}
 }
 
-func setIf(h http.Header, k, v string) {
-	if v != "" {
-		h[k] = []string{headerValue(v)}
+func setIf(h http.Header, k string, v []string) {
+	if v != nil {
+		h[k] = v
 	}
+}
+
+// injected are the header values the gateway asserts for a session, made
+// once per cached session (session.Derived) rather than per request. Each
+// slice has len = cap 1, so a header map that appends to one copies it
+// instead of writing into the shared array.
+type injected struct {
+	authorization, user, email, preferredUsername, groups []string
+}
+
+func injectedFor(sess *session.Session) *injected {
+	return sess.Derived(newInjected).(*injected)
+}
+
+func newInjected(sess *session.Session) any {
+	one := func(v string) []string {
+		if v == "" {
+			return nil
+		}
+		return []string{headerValue(v)}
+	}
+	v := &injected{
+		authorization:     []string{"Bearer " + sess.Token.AccessToken.Reveal()},
+		user:              one(sess.UserName()),
+		email:             one(sess.Email),
+		preferredUsername: one(sess.PreferredUsername),
+	}
+	if len(sess.Groups) > 0 {
+		v.groups = one(strings.Join(sess.Groups, ","))
+	}
+	return v
 }
 
 // errBackend* are the backend failures the error pages tell apart.

@@ -80,19 +80,17 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		s.fail(gw, orig, errForbidden)
 		return
 	}
+	v := injectedFor(sess)
 	h := w.Header()
-	tok := sess.Token.AccessToken.Reveal()
-	h["Authorization"] = []string{"Bearer " + tok}
+	h["Authorization"] = v.authorization
 	if on(s.cfg.ForwardAuth.PassAccessToken, true) {
-		h["X-Auth-Request-Access-Token"] = []string{tok}
+		h["X-Auth-Request-Access-Token"] = []string{sess.Token.AccessToken.Reveal()}
 	}
 	if on(rt.cfg.IdentityHeaders, true) {
-		setIf(h, "X-Auth-Request-User", sess.UserName())
-		setIf(h, "X-Auth-Request-Email", sess.Email)
-		setIf(h, "X-Auth-Request-Preferred-Username", sess.PreferredUsername)
-		if len(sess.Groups) > 0 {
-			h["X-Auth-Request-Groups"] = []string{headerValue(strings.Join(sess.Groups, ","))}
-		}
+		setIf(h, "X-Auth-Request-User", v.user)
+		setIf(h, "X-Auth-Request-Email", v.email)
+		setIf(h, "X-Auth-Request-Preferred-Username", v.preferredUsername)
+		setIf(h, "X-Auth-Request-Groups", v.groups)
 	}
 	gw.grant()
 }

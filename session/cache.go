@@ -121,6 +121,7 @@ func (c *sessionCache) put(key string, t *Ticket, s *Session, v Version, gen uin
 		return
 	}
 	e := &cacheEntry{key: t.key, sess: *s, ver: v, expires: c.now().Add(c.ttl)}
+	e.sess.derived = &derivedValue{}
 	sh := c.shardOf(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

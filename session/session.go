@@ -2,6 +2,7 @@ package session
 
 import (
 	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/authgate/authgate/upstream"
@@ -36,6 +37,29 @@ type Session struct {
 	CreatedAt time.Time
 	// LastSeen is when the session was last used; it starts the idle timeout.
 	LastSeen time.Time
+
+	// derived memoises values computed from the session (Derived), shared
+	// by the copies the session cache hands out; never stored.
+	derived *derivedValue
+}
+
+type derivedValue struct {
+	once sync.Once
+	v    any
+}
+
+// Derived returns compute(s), computed once for all the copies the session
+// cache hands out of one stored version of the session (the proxy's header
+// values), and on every call for a session that did not come from the
+// cache. compute must depend only on the session's stored fields, not on
+// LastSeen, and its result must be treated as read-only.
+func (s *Session) Derived(compute func(*Session) any) any {
+	d := s.derived
+	if d == nil {
+		return compute(s)
+	}
+	d.once.Do(func() { d.v = compute(s) })
+	return d.v
 }
 
 // UserName is User, or Subject when User is empty.

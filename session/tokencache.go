@@ -339,7 +339,7 @@ func (t *MachineToken) entry(tok upstream.Token) *machineEntry {
 	}
 	margin := min(machineMargin, tok.Expiry.Sub(issued)/20)
 	return &machineEntry{
-		sess:    &Session{Token: tok},
+		sess:    &Session{Token: tok, derived: &derivedValue{}},
 		expiry:  tok.Expiry.Add(-margin),
 		renewAt: tok.Expiry.Add(-skew),
 	}
@@ -437,6 +437,12 @@ func (c *TokenCache) PutCaller(k CallerKey, s *Session, until time.Time) {
 				break
 			}
 		}
+	}
+	if s != nil {
+		// A copy of its own, whose derived values the requests share.
+		cp := *s
+		cp.derived = &derivedValue{}
+		s = &cp
 	}
 	c.callers[k] = callerEntry{sess: s, until: until}
 }
