@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/authgate/authgate/proxy"
+)
+
+// The backend's answer headers: the checks read them through whatever
+// proxy stands in front.
+const (
+	// hdrBackend is on every answer of the bench's backend: the request
+	// got through.
+	hdrBackend = "X-Bench-Backend"
+	// hdrBearer is "1" when the request carried Authorization: Bearer with
+	// a token, "0" otherwise. The token itself is never echoed.
+	hdrBearer = "X-Bench-Bearer"
+)
+
+// backend is the application behind every proxy: 200, a small body, and
+// whether it received a bearer token.
+type backend struct {
+	URL    string
+	srv    *http.Server
+	hits   atomic.Int64
+	bearer atomic.Int64
+}
+
+// startBackend serves the backend on addr (host:port; port 0 picks one).
+func startBackend(addr string) (*backend, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	b := &backend{URL: "http://" + ln.Addr().String()}
+	body := []byte("ok\n")
+	b.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		h := w.Header()
+		h[hdrBackend] = []string{"1"}
+		if a := r.Header.Get("Authorization"); len(a) > len("Bearer ") && strings.EqualFold(a[:len("Bearer ")], "Bearer ") {
+			b.bearer.Add(1)
+			h[hdrBearer] = []string{"1"}
+		} else {
+			h[hdrBearer] = []string{"0"}
+		}
+		h["Content-Type"] = []string{"text/plain"}
+		_, _ = w.Write(body)
+	})}
+	go func() { _ = b.srv.Serve(ln) }()
+	return b, nil
+}
+
+func (b *backend) close() { _ = b.srv.Close() }
+
+// bareProxyFlag re-executes the bench binary as the bare reverse proxy,
+// in a process of its own so its CPU can be measured like a gateway's.
+// It is not in -h: only the bench passes it.
+const bareProxyFlag = "-internal-bare-proxy"
+
+// serveBareProxy is the bare proxy's main: a plain httputil.ReverseProxy
+// on listen to backendURL with the gateway's own transport settings
+// (proxy.NewTransport) and, like the gateway's, a pool of copy buffers:
+// the fair baseline, so that the ratio is the cost of authentication and
+// not of ReverseProxy's default 32 KiB allocation per request. It runs
+// until SIGTERM.
+func serveBareProxy(listen, backendURL string) int {
+	target, err := url.Parse(backendURL)
+	if err != nil {
+		os.Stderr.WriteString("bare proxy: bad backend URL\n")
+		return 2
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		os.Stderr.WriteString("bare proxy: " + err.Error() + "\n")
+		return 1
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
+		Transport:  proxy.NewTransport(),
+		BufferPool: &bufferPool{},
+	}
+	// The gateway's own server limits (config.example.yaml's defaults).
+	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { _ = srv.Serve(ln) }()
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return 0
+}
+
+// bufferPool lends ReverseProxy 32 KiB copy buffers, as authgate's proxy
+// does.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	buf = buf[:cap(buf)]
+	b.p.Put(&buf)
+}

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/authgate/authgate/upstream/upstreamtest"
+)
+
+// bench is one run of the tool: what it started and what it measured.
+type bench struct {
+	opts     options
+	out      io.Writer // results
+	progress io.Writer // what it is doing, and failures
+
+	dir      string // scratch: the authgate binary, config files
+	bin      string // the authgate binary
+	children []*child
+
+	backend      *backend
+	idp          *upstreamtest.Server // JWT access tokens
+	opaqueIdP    *upstreamtest.Server // opaque access tokens, introspected
+	redis        *redisServer
+	cookieSecret string
+	callerJWT    string
+	opaqueToken  string
+
+	targets []*target  // targets[0] is the bare proxy
+	results [][]result // [round][target]
+	scale   *scaleResult
+	started time.Time
+	goVer   string // the toolchain that built authgate
+}
+
+// result is one target's figures in one round.
+type result struct {
+	requests int
+	rps      float64
+	p50, p99 time.Duration
+	cpu      time.Duration // per request; negative: not measured
+	ratio    float64       // rps / the bare proxy's rps in the same round
+	addedP99 time.Duration // p99 - the bare proxy's p99 in the same round
+}
+
+// run sets everything up, measures, and reports. close undoes the set-up,
+// whether run succeeded or not.
+func (b *bench) run(ctx context.Context) error {
+	b.started = time.Now()
+	var err error
+	if b.dir, err = os.MkdirTemp("", "authgate-bench"); err != nil {
+		return err
+	}
+	if err := b.setUp(ctx); err != nil {
+		return err
+	}
+	for r := range b.opts.rounds {
+		if err := b.round(ctx, r); err != nil {
+			return err
+		}
+	}
+	b.printSummary()
+	if b.opts.sessions > 0 {
+		fmt.Fprintf(b.progress, "sessions at scale: creating %d sessions in Redis...\n", b.opts.sessions)
+		if b.scale, err = b.sessionsAtScale(ctx, b.opts.sessions, b.opts.sample); err != nil {
+			return err
+		}
+		b.printScale()
+	}
+	b.printColdStarts()
+	if b.opts.output != "" {
+		if err := os.WriteFile(b.opts.output, []byte(b.markdown()), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(b.progress, "wrote %s\n", b.opts.output)
+	}
+	return nil
+}
+
+// close stops every child process, newest first, and removes the scratch
+// directory.
+func (b *bench) close() {
+	for _, c := range slices.Backward(b.children) {
+		c.stop()
+	}
+	if b.redis != nil {
+		b.redis.client.Close()
+	}
+	if b.idp != nil {
+		b.idp.Close()
+	}
+	if b.opaqueIdP != nil {
+		b.opaqueIdP.Close()
+	}
+	if b.backend != nil {
+		b.backend.close()
+	}
+	if b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
+}
+
+// setUp builds authgate and starts the backend, the authorization
+// servers, Redis, the bare proxy, a gateway per mode and the peers.
+func (b *bench) setUp(ctx context.Context) error {
+	if err := b.buildAuthgate(ctx); err != nil {
+		return err
+	}
+	var err error
+	if b.backend, err = startBackend(b.opts.backendAddr); err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	idpLn, err := net.Listen("tcp", b.opts.idpAddr)
+	if err != nil {
+		return fmt.Errorf("authorization server: %w", err)
+	}
+	b.idp = upstreamtest.NewServer(upstreamtest.Config{Listener: idpLn})
+	b.opaqueIdP = upstreamtest.NewServer(upstreamtest.Config{OpaqueAccessTokens: true})
+	if err := b.callerTokens(ctx); err != nil {
+		return err
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	b.cookieSecret = base64.StdEncoding.EncodeToString(secret)
+	if b.needsRedis() {
+		if b.redis, err = b.startRedis(ctx); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(b.progress, "backend %s, authorization server %s\n", b.backend.URL, b.idp.URL)
+
+	bare, err := b.bareTarget(ctx)
+	if err != nil {
+		return err
+	}
+	b.targets = append(b.targets, bare)
+	for _, m := range modes {
+		if !slices.Contains(b.opts.modes, m.name) {
+			continue
+		}
+		t, err := b.gatewayTarget(ctx, m)
+		if err != nil {
+			return fmt.Errorf("mode %s: %w", m.name, err)
+		}
+		fmt.Fprintf(b.progress, "authgate %-14s ready in %s, request checked\n", m.name, ms(t.coldStart))
+		b.targets = append(b.targets, t)
+	}
+	for _, p := range b.opts.peers {
+		t, err := b.peerTarget(ctx, p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(b.progress, "peer %s ready, request checked\n", p.name)
+		b.targets = append(b.targets, t)
+	}
+	return nil
+}
+
+func (b *bench) needsRedis() bool {
+	return b.opts.sessions > 0 || slices.Contains(b.opts.modes, "redis") || len(b.opts.peers) > 0
+}
+
+// buildAuthgate builds the gateway from this checkout, unless -authgate
+// names a binary.
+func (b *bench) buildAuthgate(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
+	if err == nil {
+		b.goVer = strings.TrimSpace(string(out))
+	}
+	if b.opts.authgate != "" {
+		b.bin = b.opts.authgate
+		return nil
+	}
+	b.bin = filepath.Join(b.dir, "authgate")
+	fmt.Fprintln(b.progress, "building authgate...")
+	build := exec.CommandContext(ctx, "go", "build", "-o", b.bin, "github.com/authgate/authgate/cmd/authgate")
+	build.Stdout, build.Stderr = b.progress, b.progress
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/authgate (run the bench from the authgate checkout): %w", err)
+	}
+	return nil
+}
+
+// bareTarget re-executes this binary as the bare reverse proxy.
+func (b *bench) bareTarget(ctx context.Context) (*target, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	proc, err := b.startChild("bare proxy", exec.Command(self, bareProxyFlag, addr, b.backend.URL), false)
+	if err != nil {
+		return nil, err
+	}
+	t := &target{name: "bare", about: "httputil.ReverseProxy with proxy.NewTransport(), no auth: the baseline",
+		url: "http://" + addr + "/app", pid: proc.pid(), proc: proc, client: newLoadClient(b.opts.concurrency)}
+	if _, err := waitHTTP(ctx, proc, t.url, func(s int) bool { return s == 200 }, time.Now(), 10*time.Second); err != nil {
+		return nil, err
+	}
+	return t, t.check(ctx)
+}
+
+// round measures every target once, in order, and prints each row as it
+// completes.
+func (b *bench) round(ctx context.Context, r int) error {
+	fmt.Fprintf(b.out, "\nround %d of %d (%d connections, %s per target after a %s warm-up)\n",
+		r+1, b.opts.rounds, b.opts.concurrency, b.opts.duration, b.opts.warmup)
+	tw := newTextTable(b.out, b.nameWidth(), resultHeader)
+	rs := make([]result, len(b.targets))
+	for i, t := range b.targets {
+		res, err := b.measure(ctx, t)
+		if err != nil {
+			return t.proc.failure(fmt.Errorf("round %d, %s: %w", r+1, t.name, err))
+		}
+		bare := rs[0]
+		if i == 0 {
+			bare = res
+		}
+		res.ratio = res.rps / bare.rps
+		res.addedP99 = res.p99 - bare.p99
+		rs[i] = res
+		tw.row(resultRow(t.name, res))
+	}
+	b.results = append(b.results, rs)
+	return nil
+}
+
+// measure checks t, warms it up, drives it for the run's duration with
+// its process's CPU time read before and after, and checks it again.
+func (b *bench) measure(ctx context.Context, t *target) (result, error) {
+	if err := t.check(ctx); err != nil {
+		return result{}, fmt.Errorf("before the run: %w", err)
+	}
+	if _, err := t.drive(ctx, b.opts.concurrency, b.opts.warmup); err != nil {
+		return result{}, fmt.Errorf("warm-up: %w", err)
+	}
+	var cpu0, cpu1 time.Duration
+	var cpuErr error
+	if t.pid > 0 {
+		cpu0, cpuErr = cpuTime(t.pid)
+	}
+	run, err := t.drive(ctx, b.opts.concurrency, b.opts.duration)
+	if err != nil {
+		return result{}, err
+	}
+	if t.pid > 0 && cpuErr == nil {
+		cpu1, cpuErr = cpuTime(t.pid)
+	}
+	if err := t.check(ctx); err != nil {
+		return result{}, fmt.Errorf("after the run: %w", err)
+	}
+	res := result{requests: run.requests, rps: float64(run.requests) / run.elapsed.Seconds(),
+		p50: run.percentile(0.50), p99: run.percentile(0.99), cpu: -1}
+	if t.pid > 0 && cpuErr == nil && run.requests > 0 {
+		res.cpu = (cpu1 - cpu0) / time.Duration(run.requests)
+	}
+	return res, nil
+}
