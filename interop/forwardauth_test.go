@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -126,8 +127,9 @@ func startProcess(t *testing.T, addr string, cmd *exec.Cmd, logFile string) {
 // (an internal auth location sending X-Original-URL and X-Original-Method
 // with the gateway's Host, error_page 401 to a sign-in redirect on the
 // gateway's host). auth.example.test is plain nginx with the gateway on the
-// same host: auth_request, X-Original-URI and
-// error_page 401 = /oauth2/start?rd=$request_uri.
+// same host: auth_request with X-Original-URI and X-Original-Method, and
+// error_page 401 = /oauth2/start, the original URI in
+// X-Auth-Request-Redirect (nginx cannot escape it into a query).
 const nginxConf = `daemon off;
 master_process off;
 pid {{dir}}/nginx.pid;
@@ -191,20 +193,26 @@ http {
       proxy_set_header Content-Length "";
       proxy_set_header Host $http_host;
       proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Original-Method $request_method;
       proxy_set_header X-Forwarded-For $remote_addr;
     }
     location /oauth2/ {
       proxy_pass http://{{gateway}};
       proxy_set_header Host $http_host;
       proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Auth-Request-Redirect $request_uri;
     }
     location /app/ {
       auth_request /oauth2/auth;
       auth_request_set $user $upstream_http_x_auth_request_user;
+      auth_request_set $email $upstream_http_x_auth_request_email;
+      auth_request_set $groups $upstream_http_x_auth_request_groups;
       auth_request_set $token $upstream_http_authorization;
       proxy_set_header X-Auth-Request-User $user;
+      proxy_set_header X-Auth-Request-Email $email;
+      proxy_set_header X-Auth-Request-Groups $groups;
       proxy_set_header Authorization $token;
-      error_page 401 = /oauth2/start?rd=$request_uri;
+      error_page 401 = /oauth2/start;
       proxy_pass http://{{backend}};
     }
   }
@@ -222,7 +230,7 @@ http://app1.example.test:{{port}}, http://app2.example.test:{{port}} {
 	bind 127.0.0.1
 	forward_auth {{gateway}} {
 		uri /oauth2/auth?redirect=true
-		copy_headers Authorization X-Auth-Request-User X-Auth-Request-Email X-Auth-Request-Groups
+		copy_headers Authorization X-Auth-Request-User X-Auth-Request-Email X-Auth-Request-Groups X-Auth-Request-Preferred-Username X-Auth-Request-Access-Token
 	}
 	reverse_proxy {{backend}}
 }
@@ -272,6 +280,7 @@ func startForwardAuth(t *testing.T, run func(t *testing.T, vars map[string]strin
 	w.op = oidcprovider.Start(t, oidcprovider.Config{Clients: []oidcprovider.Client{c}})
 	w.gw = startGatewayBehind(t, gwAddr, w.authURL, "authgate-secret", func(string) string {
 		return fmt.Sprintf(`trusted_proxies: ["127.0.0.1"]
+forward_auth: { enabled: true }
 allowed_redirect_domains: [".%s"]
 upstream:
   issuer: %q
@@ -411,8 +420,8 @@ func (w *forwardAuthWorld) probe(t *testing.T, session string) {
 		if tc.name == "NUL in the path" && resp.StatusCode == http.StatusBadRequest {
 			continue // refused by the proxy itself (nginx), before any auth
 		}
-		if resp.StatusCode == http.StatusUnauthorized {
-			continue // refused outright (Caddy hands the gateway's 401 over)
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusBadRequest {
+			continue // refused outright (Caddy hands the gateway's answer over)
 		}
 		if resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Location"), "/oauth2/start?rd=") {
 			t.Errorf("%s: got %d (Location %q), want 302 to the sign-in; %.200s", tc.name, resp.StatusCode, resp.Header.Get("Location"), body)
@@ -448,12 +457,30 @@ func forwardAuthScenario(t *testing.T, w *forwardAuthWorld) {
 		t.Errorf("public path without a session: %d, want 200", resp.StatusCode)
 	}
 	w.probe(t, session)
-	// The sessions deleted server-side: refused at once.
+	// A sign-out at the gateway's host ends the session for every host at
+	// once, the gateway's session cache included.
+	_, page := b.get(t, w.authURL+"/oauth2/sign_out")
+	form := url.Values{}
+	for _, m := range hidden.FindAllStringSubmatch(page, -1) {
+		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
+	}
+	req, _ := http.NewRequest(http.MethodPost, w.authURL+"/oauth2/sign_out", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, body := b.do(t, req); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d, want 303; %.300s", resp.StatusCode, body)
+	}
+	if resp, _ := b.get(t, w.app("app2", "/y")); resp.StatusCode != http.StatusFound {
+		t.Errorf("app2 right after the sign-out: %d, want 302 to the sign-in", resp.StatusCode)
+	}
+	// So does a session deleted in Redis behind the gateway's back, once
+	// the cache TTL has passed (the sign-out above is what publishes).
+	b2 := hostBrowser()
+	w.signIn(t, b2, w.app("app1", "/z"), "alice")
 	if err := w.rd.Client(t).FlushAll(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if resp, _ := b.get(t, w.app("app2", "/y")); resp.StatusCode != http.StatusFound {
-		t.Errorf("app2 after the session was deleted: %d, want 302 to the sign-in", resp.StatusCode)
+	if !eventually(4*time.Second, func() bool { resp, _ := b2.get(t, w.app("app2", "/y")); return resp.StatusCode == http.StatusFound }) {
+		t.Errorf("app2 4s after the session was deleted in Redis: still served")
 	}
 }
 
@@ -486,6 +513,18 @@ func rawGet(t *testing.T, addr, host, target string, hdr map[string]string) (*ht
 	return resp, string(body)
 }
 
+// eventually polls f every 50ms until it holds or d has passed.
+func eventually(d time.Duration, f func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !f() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
 func mustParse(t *testing.T, s string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(s)
@@ -500,10 +539,47 @@ func mustParse(t *testing.T, s string) *url.URL {
 func TestNginxForwardAuth(t *testing.T) {
 	w := startForwardAuth(t, runNginx)
 	forwardAuthScenario(t, w)
-	// Plain nginx: error_page 401 = /oauth2/start?rd=$request_uri.
+	// Plain nginx: error_page 401 = /oauth2/start, the way back in
+	// X-Auth-Request-Redirect (a query with "&" survives).
 	b := hostBrowser()
-	w.signIn(t, b, w.authURL+"/app/page", "bob")
+	w.signIn(t, b, w.authURL+"/app/page?a=1&b=2", "bob")
 	w.checkIdentity(t, "bob")
+	// A client's own identity headers and X-Forwarded-Host do not count.
+	req, _ := http.NewRequest(http.MethodGet, w.authURL+"/app/page", nil)
+	req.Header.Set("X-Auth-Request-Email", "ceo@example.com")
+	req.Header.Set("X-Forwarded-Host", "other."+testDomain)
+	if resp, _ := b.do(t, req); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("with a client's X-Forwarded-Host: %d, want 403 (the headers disagree)", resp.StatusCode)
+	}
+	req.Header.Del("X-Forwarded-Host")
+	if resp, _ := b.do(t, req); resp.StatusCode != http.StatusOK {
+		t.Fatalf("with a client's X-Auth-Request-Email: %d, want 200", resp.StatusCode)
+	}
+	if got := w.be.lastHeader(t).Get("X-Auth-Request-Email"); got != "bob@example.org" {
+		t.Errorf("the application got X-Auth-Request-Email %q, want bob's own", got)
+	}
+	// Cross-site writes are refused as on the proxied path (nginx asks
+	// with GET; X-Original-Method says what the request was).
+	before := w.be.count()
+	for name, h := range map[string]map[string]string{
+		"cross-site POST":      {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+		"cross-site websocket": {"Origin": "https://evil.example", "Sec-Websocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-Websocket-Version": "13", "Connection": "Upgrade", "Upgrade": "websocket"},
+	} {
+		method := http.MethodPost
+		if name == "cross-site websocket" {
+			method = http.MethodGet
+		}
+		req, _ := http.NewRequest(method, w.authURL+"/app/x", strings.NewReader(""))
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		if resp, _ := b.do(t, req); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s with bob's session: %d, want 403", name, resp.StatusCode)
+		}
+	}
+	if w.be.count() != before {
+		t.Errorf("a cross-site write reached the application")
+	}
 	// The endpoint itself is internal: its answer carries the token.
 	if resp, _ := b.get(t, w.authURL+"/oauth2/auth"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /oauth2/auth from outside: %d, want nginx's 404 (internal location)", resp.StatusCode)

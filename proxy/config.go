@@ -18,6 +18,10 @@ import (
 // forward_auth) asks before each request: 202 with the identity and the
 // access token, 401 without a session, 403 when the policy refuses.
 type ForwardAuth struct {
+	// Enabled serves the endpoint; it needs TrustedProxies, the addresses
+	// of the proxies that ask (everyone else gets 401), because a 202
+	// carries the access token. Default false: the endpoint does not exist.
+	Enabled bool `yaml:"enabled"`
 	// PassAccessToken adds X-Auth-Request-Access-Token to a 202 (the
 	// Authorization: Bearer header is always there). Default true.
 	PassAccessToken *bool `yaml:"pass_access_token"`
@@ -286,6 +290,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseTrustedProxies(c.TrustedProxies); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ForwardAuth.Enabled && len(c.TrustedProxies) == 0 {
+		bad("forward_auth.enabled", "needs trusted_proxies: the addresses of the ingress or proxy that asks %s/auth (e.g. [\"10.0.0.0/8\"], or [\"127.0.0.1\"] for nginx on this host), since its answers carry access tokens", c.Prefix)
 	}
 	if t := c.Limits.BackendResponseTimeout; t < 0 && t != -time.Second {
 		bad("limits.backend_response_timeout", "must be positive, or -1s for no limit")

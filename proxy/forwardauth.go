@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Forward-auth: an ingress (nginx auth_request, ingress-nginx auth-url,
@@ -34,13 +35,20 @@ func forwardAuthOf(r *http.Request) *forwardAuthReq {
 	return fa
 }
 
-// noOriginalURI is logged once: a proxy that sends no original URI gets
-// its requests decided for "/" of their host.
-var noOriginalURI sync.Once
+// noOriginalURI and noOriginalMethod are logged once: the proxy's
+// configuration lacks a header.
+var noOriginalURI, noOriginalMethod sync.Once
 
 // forwardAuth serves Prefix + "/auth", for any method (nginx's subrequest
 // keeps the original one) and without reading a body.
 func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
+	if !s.trusted.fromTrustedProxy(r) {
+		// Only the proxies that ask may hear the answer: it carries the
+		// access token (config requires trusted_proxies).
+		noStore(w.Header())
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
 	q := r.URL.Query()
 	fa := &forwardAuthReq{redirect: s.cfg.ForwardAuth.Redirect}
 	switch q.Get("redirect") {
@@ -49,7 +57,10 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	case "false", "0":
 		fa.redirect = false
 	}
-	gw := &forwardAuthWriter{ResponseWriter: w, redirect: fa.redirect}
+	gw := &forwardAuthWriter{ResponseWriter: w, redirect: fa.redirect, signedIn: func() bool {
+		sess, _, err := s.currentSession(r)
+		return err == nil && sess != nil
+	}}
 	noStore(w.Header())
 	if countCookies(r.Header) > s.cfg.Limits.MaxCookies {
 		gw.WriteHeader(http.StatusUnauthorized)
@@ -63,7 +74,10 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	}
 	orig, target, ok := s.originalRequest(r)
 	if !ok {
-		gw.WriteHeader(http.StatusUnauthorized)
+		// 401 sends the browser to a login, which cannot fix this
+		// request: a signed-in user gets 403 (and keeps the session the
+		// sign-in would replace).
+		gw.WriteHeader(http.StatusBadRequest) // 403 when signed in, else 401
 		return
 	}
 	fa.target = target
@@ -72,7 +86,16 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// Every header a proxy may copy is in every 202, empty when there is
+	// no value: a proxy that copies a header only when the answer has it
+	// (Caddy, or a missing value) would let the client's own copy through
+	// to the application (SECURITY.md 21).
+	h := w.Header()
+	passToken := on(s.cfg.ForwardAuth.PassAccessToken, true)
 	if sess == nil { // a public path: allowed, no identity
+		for _, k := range grantHeaders {
+			h[k] = emptyValue
+		}
 		gw.grant()
 		return
 	}
@@ -81,19 +104,35 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := injectedFor(sess)
-	h := w.Header()
 	h["Authorization"] = v.authorization
-	if on(s.cfg.ForwardAuth.PassAccessToken, true) {
+	h["X-Auth-Request-Access-Token"] = emptyValue
+	if passToken {
 		h["X-Auth-Request-Access-Token"] = []string{sess.Token.AccessToken.Reveal()}
 	}
-	if on(rt.cfg.IdentityHeaders, true) {
-		setIf(h, "X-Auth-Request-User", v.user)
-		setIf(h, "X-Auth-Request-Email", v.email)
-		setIf(h, "X-Auth-Request-Preferred-Username", v.preferredUsername)
-		setIf(h, "X-Auth-Request-Groups", v.groups)
+	identity := on(rt.cfg.IdentityHeaders, true)
+	for _, hv := range [...]struct {
+		k string
+		v []string
+	}{
+		{"X-Auth-Request-User", v.user},
+		{"X-Auth-Request-Email", v.email},
+		{"X-Auth-Request-Preferred-Username", v.preferredUsername},
+		{"X-Auth-Request-Groups", v.groups},
+	} {
+		if hv.v == nil || !identity {
+			hv.v = emptyValue
+		}
+		h[hv.k] = hv.v
 	}
 	gw.grant()
 }
+
+// grantHeaders are the headers of a 202.
+var grantHeaders = [...]string{"Authorization", "X-Auth-Request-Access-Token", "X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Preferred-Username", "X-Auth-Request-Groups"}
+
+// emptyValue is an empty header value (shared: header maps replace, not
+// append to, a value they set).
+var emptyValue = []string{""}
 
 // originalRequest rebuilds the request the proxy is asking about from
 // X-Forwarded-Method/-Proto/-Host/-Uri (Traefik, Caddy), X-Original-URL
@@ -112,13 +151,6 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 // The result shares r's headers: r goes nowhere else. target is its
 // absolute URL, where a sign-in returns to.
 func (s *Server) originalRequest(r *http.Request) (o *http.Request, target string, ok bool) {
-	if len(s.trusted) > 0 && !s.trusted.fromTrustedProxy(r) {
-		// Not from a trusted proxy: its claims are dropped, and what is
-		// left is the request itself (nginx without X-Original-URI).
-		for _, k := range originalHeaders {
-			delete(r.Header, k)
-		}
-	}
 	refuse := func(reason string) (*http.Request, string, bool) {
 		s.log.Debug("forward-auth: original request refused", "reason", reason)
 		return nil, "", false
@@ -131,7 +163,13 @@ func (s *Server) originalRequest(r *http.Request) (o *http.Request, target strin
 	}
 	h := r.Header
 	c.add(&c.uri, h.Get("X-Forwarded-Uri"))
-	c.add(&c.uri, h.Get("X-Original-Uri"))
+	if uri := h.Get("X-Original-Uri"); uri != "" {
+		c.add(&c.uri, uri)
+		// nginx's form: the subrequest keeps the original Host, which then
+		// is a claim too (a client's X-Forwarded-Host must not pick another
+		// host's route).
+		c.add(&c.host, r.Host)
+	}
 	c.add(&c.host, h.Get("X-Forwarded-Host"))
 	c.add(&c.scheme, h.Get("X-Forwarded-Proto"))
 	c.add(&c.method, h.Get("X-Forwarded-Method"))
@@ -157,17 +195,23 @@ func (s *Server) originalRequest(r *http.Request) (o *http.Request, target strin
 	uri := c.uri
 	if uri == "" {
 		noOriginalURI.Do(func() {
-			s.log.Warn("forward-auth request without X-Forwarded-Uri, X-Original-URL or X-Original-URI: deciding for the path / of its host. Make the proxy send the original URI (nginx: proxy_set_header X-Original-URI $request_uri), from a trusted proxy when trusted_proxies is set")
+			s.log.Warn("forward-auth request without X-Forwarded-Uri, X-Original-URL or X-Original-URI refused (401): make the proxy send the original URI, e.g. nginx: proxy_set_header X-Original-URI $request_uri;")
 		})
-		uri = "/"
+		return refuse("no original URI")
+	}
+	if c.method == "" {
+		noOriginalMethod.Do(func() {
+			s.log.Warn("forward-auth requests carry no X-Original-Method or X-Forwarded-Method: cross-site writes cannot be told from reads (nginx asks with GET whatever the method); add proxy_set_header X-Original-Method $request_method;")
+		})
 	}
 	host := cmpOr(c.host, r.Host)
 	scheme := c.scheme
 	if scheme != "http" && scheme != "https" {
 		scheme = s.public.Scheme
 	}
-	// nginx's subrequest keeps the original method; Traefik and Caddy ask
-	// with GET and name the original in X-Forwarded-Method.
+	// The proxies ask with GET (nginx's auth_request too) and name the
+	// original method in a header. A question that is not a GET or HEAD
+	// must agree with it.
 	method := r.Method
 	if c.method != "" {
 		if method != http.MethodGet && method != http.MethodHead && !strings.EqualFold(c.method, method) {
@@ -282,11 +326,14 @@ func splitList(vals []string) []string {
 // login's cookies belong), page names the sign-in endpoint ("/start" or
 // "/login").
 func (s *Server) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, fa *forwardAuthReq, page string, wwwAuth string) error {
+	target := fa.target
+	switch {
+	case s.safeRedirect(target) == "":
+		s.warnTargetHost(r.Host, "add it to allowed_redirect_domains")
+	case !strings.EqualFold(hostname(r.Host), s.public.Hostname()) && s.cookies.domain == "":
+		s.warnTargetHost(r.Host, "the session cookie belongs to public_url's host alone; set session.cookie.domain to the parent domain both share")
+	}
 	if fa.redirect && isNavigation(r) {
-		target := fa.target
-		if s.safeRedirect(target) == "" {
-			s.warnTargetHost(r.Host)
-		}
 		noStore(w.Header())
 		http.Redirect(w, r, s.cfg.PublicURL+s.cfg.Prefix+page+"?rd="+url.QueryEscape(target), http.StatusFound)
 		return nil
@@ -296,16 +343,17 @@ func (s *Server) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, fa
 	return nil
 }
 
-// targetHostWarned holds the hosts already warned about.
-var targetHostWarned sync.Map
-
 // warnTargetHost tells once per host that a login for it cannot come
 // back to it.
-func (s *Server) warnTargetHost(host string) {
-	if _, seen := targetHostWarned.LoadOrStore(strings.ToLower(hostname(host)), true); !seen && len(host) < 256 {
-		s.log.Warn("forward-auth: after sign-in the user cannot be sent back to this host: add it to allowed_redirect_domains", "host", hostname(host))
+func (s *Server) warnTargetHost(host, problem string) {
+	if targetHostWarnings.Add(1) > 20 {
+		return // a client choosing Host values must not fill the log or memory
 	}
+	s.log.Warn("forward-auth: after sign-in the user cannot come back to this host: "+problem, "host", printable(truncate(hostname(host), 100)))
 }
+
+// targetHostWarnings counts the warnings warnTargetHost gave.
+var targetHostWarnings atomic.Int64
 
 // forwardAuthWriter keeps a forward-auth answer to what the proxy
 // understands: 2xx only once the request is granted; for nginx, 401 or
@@ -314,6 +362,9 @@ func (s *Server) warnTargetHost(host string) {
 type forwardAuthWriter struct {
 	http.ResponseWriter
 	redirect bool // the answer goes to the browser: 3xx and error pages pass
+	// signedIn tells a refusal that a login cannot fix (a bad path: 403)
+	// from one it can (401).
+	signedIn func() bool
 	granted  bool
 	wrote    bool
 	drop     bool // the body belongs to a status that was replaced
@@ -339,7 +390,11 @@ func (w *forwardAuthWriter) WriteHeader(code int) {
 		for _, k := range [...]string{"Location", "Retry-After", "Content-Type", "Content-Length", "Authorization", "X-Auth-Request-Access-Token"} {
 			delete(h, k)
 		}
+		refused := 400 <= code && code < 500 && code != http.StatusTooManyRequests
 		code, w.drop = http.StatusUnauthorized, true
+		if refused && w.signedIn() {
+			code = http.StatusForbidden
+		}
 	}
 	if code != http.StatusAccepted {
 		clearIdentity(w.Header())

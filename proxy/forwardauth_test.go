@@ -40,11 +40,27 @@ func askAuth(t testing.TB, g *gateway, query, cookie string, hdr map[string]stri
 	return resp
 }
 
+// faGateway is a gateway with forward-auth on, asked from 127.0.0.1 (a
+// trusted proxy unless the test names others).
+func (e *env) faGateway(o gatewayOptions) *gateway {
+	mutate := o.mutate
+	o.mutate = func(pc *proxy.Config, sc *session.Config, uc *upstream.Config) {
+		if mutate != nil {
+			mutate(pc, sc, uc)
+		}
+		pc.ForwardAuth.Enabled = true
+		if len(pc.TrustedProxies) == 0 {
+			pc.TrustedProxies = []string{"127.0.0.1"}
+		}
+	}
+	return e.gateway(o)
+}
+
 // identityIn lists the identity headers of an answer.
 func identityIn(h http.Header) []string {
 	var out []string
-	for k := range h {
-		if l := strings.ToLower(k); strings.HasPrefix(l, "x-auth-request-") || l == "authorization" {
+	for k, v := range h {
+		if l := strings.ToLower(k); (strings.HasPrefix(l, "x-auth-request-") || l == "authorization") && strings.Join(v, "") != "" {
 			out = append(out, k)
 		}
 	}
@@ -66,7 +82,7 @@ func loggedIn(t *testing.T, g *gateway) string {
 // access token; the answer is no-store and asks nothing of the backend.
 func TestForwardAuthGrants(t *testing.T) {
 	e := newEnv(t, envOptions{redis: true})
-	g := e.gateway(gatewayOptions{})
+	g := e.faGateway(gatewayOptions{})
 	c := loggedIn(t, g)
 	before := e.backend.count()
 	for name, hdr := range map[string]map[string]string{
@@ -110,7 +126,7 @@ func TestForwardAuthGrants(t *testing.T) {
 // anything but 401, and never an identity header (SECURITY.md 42, 43).
 func TestForwardAuthProbesGet401(t *testing.T) {
 	e := newEnv(t, envOptions{redis: true})
-	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+	g := e.faGateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
 		pc.Routes[0].AcceptBearer = true
 	}})
 	c := loggedIn(t, g)
@@ -138,6 +154,11 @@ func TestForwardAuthProbesGet401(t *testing.T) {
 		{"basic credentials", "", with("Authorization", "Basic YWxpY2U6cGFzc3dvcmQ=")},
 		{"NUL in the URI", "", map[string]string{"X-Original-Uri": "/app%00/x"}},
 		{"cross-site POST named GET", c, map[string]string{":method": "POST", "X-Original-Uri": "/app", "X-Original-Method": "GET", "Origin": "https://evil.example"}},
+		{"cross-site POST", c, map[string]string{"X-Original-Uri": "/app", "X-Original-Method": "POST", "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}},
+		{"sibling host's POST", c, map[string]string{"X-Original-Url": "https://app1.example.com/app", "X-Original-Method": "POST", "Origin": "https://evil.example.com", "Sec-Fetch-Site": "same-site"}},
+		{"cross-site websocket without Upgrade", c, map[string]string{"X-Original-Uri": "/app", "Sec-Websocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-Fetch-Mode": "websocket", "Origin": "https://evil.example"}},
+		{"no original URI", "", map[string]string{}},
+		{"no original URI with a session", c, map[string]string{}},
 		{"NUL in the URI with a session", c, map[string]string{"X-Original-Uri": "/app%00/x"}},
 		{"//evil URI", "", map[string]string{"X-Original-Uri": "//evil.example/x"}},
 		{"absolute URI", c, map[string]string{"X-Original-Uri": "http://evil.example/x"}},
@@ -152,17 +173,22 @@ func TestForwardAuthProbesGet401(t *testing.T) {
 		{"X-Forwarded-Uri added to ingress-nginx's", "", map[string]string{"X-Original-Url": "http://app.example.com/app", "X-Forwarded-Uri": "/public/x"}},
 		{"X-Original-Url added to Traefik's", "", map[string]string{"X-Forwarded-Uri": "/app", "X-Forwarded-Host": "app.example.com", "X-Original-Url": "http://app.example.com/public/x"}},
 		{"X-Forwarded-Uri added to nginx's", "", map[string]string{"X-Original-Uri": "/app", "X-Forwarded-Uri": "/public/x"}},
+		{"X-Forwarded-Host added to nginx's", c, map[string]string{"X-Original-Uri": "/app", "X-Forwarded-Host": "other.example.com"}},
 		{"X-Forwarded-Host disagreeing", c, map[string]string{"X-Original-Url": "http://app.example.com/app", "X-Forwarded-Host": "other.example.com"}},
 		{"the header twice", "", map[string]string{"X-Original-Uri": "/app"}},
 	} {
+		want := http.StatusUnauthorized
+		if tc.cookie == c {
+			want = http.StatusForbidden // signed in: a login would not help
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			hdr := tc.hdr
 			if tc.name == "the header twice" {
 				hdr = map[string]string{"X-Forwarded-Uri": "/public/x\x00/app"} // split below
 			}
 			resp := askAuth(t, g, "", tc.cookie, hdr)
-			if resp.StatusCode != http.StatusUnauthorized {
-				t.Errorf("got %d, want 401", resp.StatusCode)
+			if resp.StatusCode != want {
+				t.Errorf("got %d, want %d", resp.StatusCode, want)
 			}
 			if id := identityIn(resp.Header); len(id) > 0 {
 				t.Errorf("a refusal carries identity headers %v", id)
@@ -202,7 +228,7 @@ func flip(s string) string {
 // without one.
 func TestForwardAuthPolicy(t *testing.T) {
 	e := newEnv(t, envOptions{redis: true})
-	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+	g := e.faGateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
 		pc.Routes = append([]proxy.Route{{Match: proxy.Match{PathPrefix: "/ops/"}, Backend: pc.Routes[0].Backend,
 			Grant: proxy.GrantAuthorizationCode, Allow: proxy.Allow{Groups: []string{"operators"}}}}, pc.Routes...)
 	}})
@@ -232,9 +258,16 @@ func TestForwardAuthPolicy(t *testing.T) {
 			t.Errorf("%s %s: identity headers %v, want %v", tc.query, tc.uri, identityIn(resp.Header), tc.identity)
 		}
 	}
-	// Public paths need no session either.
-	if resp := askAuth(t, g, "", "", map[string]string{"X-Original-Uri": "/public/x"}); resp.StatusCode != 202 {
+	// Public paths need no session either; their 202 still names every
+	// header, empty, so that a proxy copying them replaces a client's own.
+	resp := askAuth(t, g, "", "", map[string]string{"X-Original-Uri": "/public/x"})
+	if resp.StatusCode != 202 {
 		t.Errorf("public path without a session: got %d, want 202", resp.StatusCode)
+	}
+	for _, k := range []string{"Authorization", "X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Auth-Request-Preferred-Username", "X-Auth-Request-Access-Token"} {
+		if v, ok := resp.Header[k]; !ok || strings.Join(v, "") != "" {
+			t.Errorf("public path: %s = %q (present %v), want present and empty", k, v, ok)
+		}
 	}
 	// ... but not under another reading of the path (SECURITY.md 26).
 	for _, uri := range []string{"/public/../app", "/public/..%2fapp", "/public/..;/app"} {
@@ -249,7 +282,7 @@ func TestForwardAuthPolicy(t *testing.T) {
 // the cookie, so the user is back when the store is.
 func TestForwardAuthSessionEnds(t *testing.T) {
 	e := newEnv(t, envOptions{redis: true})
-	g := e.gateway(gatewayOptions{})
+	g := e.faGateway(gatewayOptions{})
 	uri := map[string]string{"X-Original-Uri": "/app"}
 
 	gone := loggedIn(t, g)
@@ -301,7 +334,7 @@ func TestForwardAuthSessionEnds(t *testing.T) {
 func TestForwardAuthRefreshes(t *testing.T) {
 	e := newEnv(t, envOptions{redis: true})
 	e.idp.SetAccessTokenTTL(10 * time.Minute)
-	g := e.gateway(gatewayOptions{})
+	g := e.faGateway(gatewayOptions{})
 	c := loggedIn(t, g)
 	uri := map[string]string{"X-Original-Uri": "/app"}
 	first := askAuth(t, g, "", c, uri).Header.Get("Authorization")
@@ -324,7 +357,7 @@ func TestForwardAuthRefreshes(t *testing.T) {
 // 401; the nginx form (the default) answers 401 to both.
 func TestForwardAuthRedirectMode(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+	g := e.faGateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
 		pc.AllowedRedirectDomains = []string{".example.com"}
 	}})
 	nav := map[string]string{"Accept": "text/html", "Sec-Fetch-Mode": "navigate",
@@ -380,7 +413,7 @@ func TestForwardAuthTrustedProxies(t *testing.T) {
 		{[]string{"10.0.0.0/8"}, 401}, // the test client is not one: decided for "/", not public
 		{[]string{"127.0.0.1"}, 202},  // it is: /public/x is public
 	} {
-		g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+		g := e.faGateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
 			pc.TrustedProxies = tc.trusted
 		}})
 		if resp := askAuth(t, g, "", "", map[string]string{"X-Forwarded-Uri": "/public/x"}); resp.StatusCode != tc.want {
@@ -394,7 +427,7 @@ func TestForwardAuthTrustedProxies(t *testing.T) {
 // proxied path does: 202 with the token the backend would get.
 func TestForwardAuthOtherCredentials(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+	g := e.faGateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
 		be := pc.Routes[0].Backend
 		pc.Routes = []proxy.Route{
 			{Match: proxy.Match{PathPrefix: "/svc/"}, Backend: be, Grant: proxy.GrantClientCredentials},
@@ -425,7 +458,7 @@ func TestForwardAuthOtherCredentials(t *testing.T) {
 // X-Auth-Request-Access-Token, not the Authorization header.
 func TestForwardAuthNoAccessTokenHeader(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+	g := e.faGateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
 		off := false
 		pc.ForwardAuth.PassAccessToken = &off
 	}})
@@ -433,7 +466,10 @@ func TestForwardAuthNoAccessTokenHeader(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Authorization") == "" {
 		t.Fatalf("got %d, want 202 with Authorization", resp.StatusCode)
 	}
-	if _, ok := resp.Header["X-Auth-Request-Access-Token"]; ok {
+	if v := resp.Header.Get("X-Auth-Request-Access-Token"); v != "" {
 		t.Error("X-Auth-Request-Access-Token sent with pass_access_token: false")
+	}
+	if _, ok := resp.Header["X-Auth-Request-Access-Token"]; !ok {
+		t.Error("X-Auth-Request-Access-Token missing: an empty one must replace a client's copy at proxies that copy it")
 	}
 }

@@ -106,7 +106,14 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 	if cookieValue(r, s.cookies.session) != "" {
 		s.clearCookie(w, s.cookies.session)
 	}
-	target := s.safeRedirect(r.URL.Query().Get("rd"))
+	rd := r.URL.Query().Get("rd")
+	if rd == "" {
+		// nginx's error_page 401 = /oauth2/start cannot escape the
+		// original URI into a query; ingress-nginx and oauth2-proxy's
+		// nginx recipes send it in this header instead (validated alike).
+		rd = r.Header.Get("X-Auth-Request-Redirect")
+	}
+	target := s.safeRedirect(rd)
 	if target == "" {
 		target = "/"
 	}

@@ -380,12 +380,22 @@ func (rt *route) isPublic(clean string) bool {
 func (s *Server) crossSiteWrite(r *http.Request) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		// A handshake is known by its key too: nginx drops Upgrade from
+		// the forward-auth subrequest.
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") && r.Header.Get("Sec-Websocket-Key") == "" {
 			return false
 		}
 	}
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		return site == "cross-site"
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return false
+	case "cross-site":
+		return true
+	case "same-site":
+		// Another host of the same site: one login covers the sites that
+		// share the cookie domain, so a sibling host's page is as foreign
+		// as another site's (SameSite=Lax does not stop it). The origin
+		// decides.
 	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
