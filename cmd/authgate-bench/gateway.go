@@ -68,6 +68,11 @@ var modes = []mode{
 func (m mode) config(addr, issuer, backendURL, redisURL string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %q\npublic_url: %q\naccess_log: %t\nlog: {level: info}\n", addr, "http://"+addr, !m.noAccessLog)
+	if m.forwardAuth {
+		// The bench stands in for the ingress, the one peer allowed to
+		// ask (and to send X-Original-URI).
+		b.WriteString("trusted_proxies: [\"127.0.0.1\"]\n")
+	}
 	fmt.Fprintf(&b, "upstream:\n  issuer: %q\n  client_id: %q\n  client_secret: \"${%s}\"\n", issuer, clientID, envClientSecret)
 	b.WriteString(sessionYAML(m.store, redisURL))
 	fmt.Fprintf(&b, "routes:\n  - backend: %q\n    grant: %s\n", backendURL, m.grant)
