@@ -89,6 +89,7 @@ config:
   session:
     cookie: { domain: ".example.com" }
   forward_auth:
+    enabled: true
     pass_access_token: false
     redirect: false
   routes:

@@ -32,8 +32,8 @@ type consumer struct {
 	// Redirects is true when the proxy passes the answer to the browser
 	// (Traefik), which must then be a redirect, not a 401.
 	Redirects bool
-	// Untrusting is a Traefik Middleware without trustForwardHeader.
-	Untrusting bool
+	// Trusting is a Traefik Middleware with trustForwardHeader: true.
+	Trusting bool
 	// SignIn is the ingress-nginx auth-signin URL.
 	SignIn string
 }
@@ -60,7 +60,7 @@ func consumers(s *set) []consumer {
 		if fa == nil {
 			continue
 		}
-		c := consumer{Obj: o, Address: fa.Address, Headers: fa.AuthResponseHeaders, Redirects: true, Untrusting: !fa.TrustForwardHeader}
+		c := consumer{Obj: o, Address: fa.Address, Headers: fa.AuthResponseHeaders, Redirects: true, Trusting: fa.TrustForwardHeader}
 		for _, ir := range s.all("IngressRoute") {
 			for _, r := range ir.Typed.(*traefikIngressRoute).Spec.Routes {
 				for _, m := range r.Middlewares {
@@ -101,8 +101,11 @@ func checkForwardAuth(s *set, g gateway, p *problems) {
 		if sp := servicePort(svcObj.Typed.(*corev1.Service), intstr.FromInt(n)); sp == nil {
 			p.add(c.Obj, "address %q: port %s is not a port of %s", c.Address, port, svcObj)
 		}
-		if c.Untrusting {
-			p.add(c.Obj, "forwardAuth.trustForwardHeader: want true (Traefik then passes the X-Forwarded-* its entry point trusts)")
+		if c.Trusting {
+			p.add(c.Obj, "forwardAuth.trustForwardHeader: want false (with true a client's own X-Forwarded-Uri could reach authgate and choose the path it decides for)")
+		}
+		if !cfg.ForwardAuth.Enabled {
+			p.add(c.Obj, "the gateway's config lacks forward_auth.enabled: true (without it %s/auth does not exist)", cfg.prefix())
 		}
 		if u.Scheme != "http" {
 			p.add(c.Obj, "address %q: want http:// to the in-cluster Service", c.Address)

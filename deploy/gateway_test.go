@@ -62,6 +62,7 @@ type gatewayConfig struct {
 		} `json:"cookie"`
 	} `json:"session"`
 	ForwardAuth struct {
+		Enabled  bool `json:"enabled"`
 		Redirect bool `json:"redirect"`
 	} `json:"forward_auth"`
 	Routes []struct {
