@@ -189,7 +189,8 @@ func (b *bench) markdown() string {
 		"- **CPU/req**: user + system CPU time of the process serving the target (`/proc/PID/stat`)\n" +
 		"  over the requests it served. The load generator (Go net/http, keep-alive, one connection\n" +
 		"  per worker), the backend and the authorization server run in the bench process, which is\n" +
-		"  not counted.\n\n")
+		"  not counted. Every gateway logs at the default level with the access log on (but\n" +
+		"  memory-nolog), to a pipe the bench reads.\n\n")
 
 	fmt.Fprintf(&m, "## Summary: median over %s\n\n", rounds(len(b.results)))
 	m.WriteString(mdTable(resultHeader, b.summary()))
