@@ -89,7 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.sessions, "sessions", 100000, "sessions to create in Redis for the sessions-at-scale figures; 0 skips them")
 	fs.IntVar(&o.sample, "sample", 10000, "of those, how many distinct cookies the gateway serves once each before its RSS is read")
 	fs.StringVar(&o.output, "o", "", "also write the results as Markdown to this file (e.g. BENCHMARKS.md)")
-	fs.StringVar(&o.authgate, "authgate", "", "an authgate binary to measure; default: go build ./cmd/authgate from this checkout")
+	fs.StringVar(&o.authgate, "authgate", "", "an authgate binary to measure, built from this checkout (sessions at scale writes its records with this checkout's session package); default: go build ./cmd/authgate")
 	all := make([]string, len(modes))
 	for i, m := range modes {
 		all[i] = m.name

@@ -17,7 +17,12 @@ func resultRow(name string, r result) []string {
 		ms(r.p50), ms(r.p99), signedMs(r.addedP99), us(r.cpu)}
 }
 
-// summary is each target's median over the rounds, figure by figure.
+// summaryHeader is resultHeader with the spread of the ratio over the
+// rounds after it: how far to trust it.
+var summaryHeader = slices.Insert(slices.Clone(resultHeader), 3, "× range")
+
+// summary is each target's median over the rounds, figure by figure, and
+// the range of its ratio.
 func (b *bench) summary() [][]string {
 	var rows [][]string
 	for i, t := range b.targets {
@@ -28,8 +33,10 @@ func (b *bench) summary() [][]string {
 			rps, ratio = append(rps, r.rps), append(ratio, r.ratio)
 			p50, p99, added, cpu = append(p50, r.p50), append(p99, r.p99), append(added, r.addedP99), append(cpu, r.cpu)
 		}
-		rows = append(rows, resultRow(t.name, result{rps: median(rps), ratio: median(ratio),
-			p50: median(p50), p99: median(p99), addedP99: median(added), cpu: median(cpu)}))
+		row := resultRow(t.name, result{rps: median(rps), ratio: median(ratio),
+			p50: median(p50), p99: median(p99), addedP99: median(added), cpu: median(cpu)})
+		spread := fmt.Sprintf("%.2f–%.2f", slices.Min(ratio), slices.Max(ratio))
+		rows = append(rows, slices.Insert(row, 3, spread))
 	}
 	return rows
 }
@@ -55,8 +62,13 @@ func (b *bench) accessLogCost() (string, bool) {
 		cpu = append(cpu, rs[on].cpu-rs[off].cpu)
 		rps = append(rps, 1-rs[on].rps/rs[off].rps)
 	}
-	return fmt.Sprintf("the access log (memory against memory-nolog, median over rounds): %s CPU per request, %.0f%% of requests/s",
-		signedUs(median(cpu)), 100*median(rps)), true
+	c, r := median(cpu), median(rps)
+	s := fmt.Sprintf("the access log (memory against memory-nolog, median over rounds): %s CPU per request, %.0f%% of requests/s",
+		signedUs(c), 100*r)
+	if c <= 0 || r <= 0 {
+		s += " (below the noise of this run)"
+	}
+	return s, true
 }
 
 // nameWidth fits the longest target name.
@@ -70,7 +82,7 @@ func (b *bench) nameWidth() int {
 
 func (b *bench) printSummary() {
 	fmt.Fprintf(b.out, "\nsummary: median over %s\n", rounds(len(b.results)))
-	tw := newTextTable(b.out, b.nameWidth(), resultHeader)
+	tw := newTextTable(b.out, b.nameWidth(), summaryHeader)
 	for _, r := range b.summary() {
 		tw.row(r)
 	}
@@ -185,15 +197,17 @@ func (b *bench) markdown() string {
 	m.WriteString("\n- **× bare**: requests/s over the bare proxy's in the same round (the fair baseline: the\n" +
 		"  same transport settings as authgate, no authentication). forward-auth makes no backend\n" +
 		"  trip, so compare it loosely.\n" +
+		"- **× range**: the lowest and highest ratio over the rounds.\n" +
 		"- **+p99**: p99 latency added over the bare proxy's in the same round.\n" +
 		"- **CPU/req**: user + system CPU time of the process serving the target (`/proc/PID/stat`)\n" +
 		"  over the requests it served. The load generator (Go net/http, keep-alive, one connection\n" +
 		"  per worker), the backend and the authorization server run in the bench process, which is\n" +
 		"  not counted. Every gateway logs at the default level with the access log on (but\n" +
-		"  memory-nolog), to a pipe the bench reads.\n\n")
+		"  memory-nolog), to a pipe the bench reads. On a shared machine CPU/req is steadier than\n" +
+		"  req/s: it does not depend on who else had the cores.\n\n")
 
 	fmt.Fprintf(&m, "## Summary: median over %s\n\n", rounds(len(b.results)))
-	m.WriteString(mdTable(resultHeader, b.summary()))
+	m.WriteString(mdTable(summaryHeader, b.summary()))
 	if s, ok := b.accessLogCost(); ok {
 		m.WriteString("\nCost of " + s + ".\n")
 	}
@@ -209,7 +223,9 @@ func (b *bench) markdown() string {
 		m.WriteString("\n## Sessions at scale\n\n")
 		m.WriteString("Copies of a real login's session, written through authgate's own `session.Manager.Create`\n" +
 			"with the gateway's config, so the records are what the gateway stores; then a fresh Redis\n" +
-			"gateway serves a sample of them, each cookie once, and its resident memory is read.\n\n")
+			"gateway serves a sample of them, each cookie once, and its resident memory is read. The\n" +
+			"session cache runs with its defaults (`ttl` 3s, `max_entries` 10000), so a sample of\n" +
+			"10,000 fills it.\n\n")
 		m.WriteString(mdTable([]string{"", ""}, b.scaleRows()))
 	}
 	m.WriteString("\n## Cold start\n\nFrom the exec of authgate to its first `/readyz` 200 (the store and the authorization\nserver's metadata reachable).\n\n")
