@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"sync"
 	"time"
@@ -70,11 +71,23 @@ func (s *Session) UserName() string {
 	return s.Subject
 }
 
-// wireVersion is the first byte of an encoded session's plaintext.
-const wireVersion byte = 1
+// The stored form of a session's plaintext starts with a version byte:
+//
+//	1: JSON (wireSession), written by earlier releases; still read.
+//	2: binary, written now: the strings (uvarint length, bytes) Subject,
+//	   User, Email, Name, PreferredUsername, a flags byte (bit 0:
+//	   EmailVerified), the group count and groups, Claims, AccessToken,
+//	   TokenType, RefreshToken, IDToken, Scope, then the times Expiry,
+//	   Issued, CreatedAt, LastSeen as varint Unix nanoseconds (0: zero).
+//
+// The binary form decodes with two allocations (one string holding every
+// field, the groups) where JSON took dozens, and is a third smaller.
+const (
+	wireJSON   byte = 1
+	wireBinary byte = 2
+)
 
-// wireSession is the stored form of a Session. Secrets are copied out with
-// Reveal: upstream.Secret redacts itself in JSON by design. Times are Unix
+// wireSession is the JSON form of a Session (version 1). Times are Unix
 // nanoseconds, 0 for the zero time.
 type wireSession struct {
 	Subject           string          `json:"sub"`
@@ -96,41 +109,155 @@ type wireSession struct {
 	LastSeen          int64           `json:"ls"`
 }
 
-// marshalSession encodes s: the wire version byte, then JSON.
+// marshalSession encodes s in the binary form. Secrets are copied out with
+// Reveal: upstream.Secret redacts itself everywhere else by design.
 func marshalSession(s *Session) ([]byte, error) {
-	w := wireSession{
-		Subject:           s.Subject,
-		User:              s.User,
-		Email:             s.Email,
-		Name:              s.Name,
-		PreferredUsername: s.PreferredUsername,
-		EmailVerified:     s.EmailVerified,
-		Groups:            s.Groups,
-		Claims:            s.Claims,
-		AccessToken:       s.Token.AccessToken.Reveal(),
-		TokenType:         s.Token.TokenType,
-		RefreshToken:      s.Token.RefreshToken.Reveal(),
-		IDToken:           s.Token.IDToken.Reveal(),
-		Expiry:            unixNano(s.Token.Expiry),
-		Issued:            unixNano(s.Token.Issued),
-		Scope:             s.Token.Scope,
-		CreatedAt:         unixNano(s.CreatedAt),
-		LastSeen:          unixNano(s.LastSeen),
+	strs := [...]string{s.Subject, s.User, s.Email, s.Name, s.PreferredUsername}
+	toks := [...]string{s.Token.AccessToken.Reveal(), s.Token.TokenType, s.Token.RefreshToken.Reveal(), s.Token.IDToken.Reveal(), s.Token.Scope}
+	n := 1 + 1 + 4*binary.MaxVarintLen64 + binary.MaxVarintLen32 + len(s.Claims) + binary.MaxVarintLen32
+	for _, v := range strs {
+		n += len(v) + binary.MaxVarintLen32
 	}
-	b, err := json.Marshal(&w)
-	if err != nil {
-		return nil, err
+	for _, v := range toks {
+		n += len(v) + binary.MaxVarintLen32
 	}
-	return append([]byte{wireVersion}, b...), nil
+	for _, g := range s.Groups {
+		n += len(g) + binary.MaxVarintLen32
+	}
+	b := make([]byte, 0, n)
+	b = append(b, wireBinary)
+	for _, v := range strs {
+		b = appendString(b, v)
+	}
+	var flags byte
+	if s.EmailVerified {
+		flags |= 1
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(s.Groups)))
+	for _, g := range s.Groups {
+		b = appendString(b, g)
+	}
+	b = appendString(b, string(s.Claims))
+	for _, v := range toks {
+		b = appendString(b, v)
+	}
+	for _, t := range [...]time.Time{s.Token.Expiry, s.Token.Issued, s.CreatedAt, s.LastSeen} {
+		b = binary.AppendVarint(b, unixNano(t))
+	}
+	return b, nil
 }
 
-// unmarshalSession decodes what marshalSession wrote.
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// unmarshalSession decodes what marshalSession wrote, or the JSON of
+// earlier releases.
 func unmarshalSession(b []byte) (*Session, error) {
-	if len(b) == 0 || b[0] != wireVersion {
+	if len(b) == 0 {
 		return nil, errOpen
 	}
+	switch b[0] {
+	case wireBinary:
+		return unmarshalBinary(b[1:])
+	case wireJSON:
+		return unmarshalJSON(b[1:])
+	}
+	return nil, errOpen
+}
+
+// wireReader reads the binary form; the first error sticks. Strings are
+// slices of all, one string made of the whole record.
+type wireReader struct {
+	all string
+	pos int
+	bad bool
+}
+
+func (r *wireReader) uvarint() uint64 {
+	var x uint64
+	for i, shift := 0, uint(0); i < binary.MaxVarintLen64 && !r.bad; i, shift = i+1, shift+7 {
+		if r.pos >= len(r.all) {
+			break
+		}
+		c := r.all[r.pos]
+		r.pos++
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				break // overflows 64 bits
+			}
+			return x | uint64(c)<<shift
+		}
+		x |= uint64(c&0x7f) << shift
+	}
+	r.bad = true
+	return 0
+}
+
+func (r *wireReader) varint() int64 {
+	ux := r.uvarint()
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
+	}
+	return x
+}
+
+func (r *wireReader) str() string {
+	n := r.uvarint()
+	if r.bad || n > uint64(len(r.all)-r.pos) {
+		r.bad = true
+		return ""
+	}
+	s := r.all[r.pos : r.pos+int(n)]
+	r.pos += int(n)
+	return s
+}
+
+func (r *wireReader) byte() byte {
+	if r.bad || r.pos >= len(r.all) {
+		r.bad = true
+		return 0
+	}
+	c := r.all[r.pos]
+	r.pos++
+	return c
+}
+
+func unmarshalBinary(b []byte) (*Session, error) {
+	r := &wireReader{all: string(b)}
+	s := &Session{Subject: r.str(), User: r.str(), Email: r.str(), Name: r.str(), PreferredUsername: r.str()}
+	s.EmailVerified = r.byte()&1 != 0
+	if n := r.uvarint(); n > 0 && n <= uint64(len(b)) {
+		s.Groups = make([]string, n)
+		for i := range s.Groups {
+			s.Groups[i] = r.str()
+		}
+	} else if n > uint64(len(b)) {
+		r.bad = true
+	}
+	if c := r.str(); c != "" {
+		s.Claims = json.RawMessage(c)
+	}
+	s.Token.AccessToken = upstream.Secret(r.str())
+	s.Token.TokenType = r.str()
+	s.Token.RefreshToken = upstream.Secret(r.str())
+	s.Token.IDToken = upstream.Secret(r.str())
+	s.Token.Scope = r.str()
+	s.Token.Expiry = fromUnixNano(r.varint())
+	s.Token.Issued = fromUnixNano(r.varint())
+	s.CreatedAt = fromUnixNano(r.varint())
+	s.LastSeen = fromUnixNano(r.varint())
+	if r.bad || r.pos != len(r.all) {
+		return nil, errOpen
+	}
+	return s, nil
+}
+
+func unmarshalJSON(b []byte) (*Session, error) {
 	var w wireSession
-	if err := json.Unmarshal(b[1:], &w); err != nil {
+	if err := json.Unmarshal(b, &w); err != nil {
 		return nil, err
 	}
 	return &Session{
