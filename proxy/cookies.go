@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"net/http"
+	"net/textproto"
+	"strings"
 	"time"
 )
 
@@ -39,11 +41,34 @@ func (s *Server) clearCookie(w http.ResponseWriter, name string) {
 	})
 }
 
-// cookieValue returns the value of the named cookie, or "".
+// cookieValue returns the value of the first cookie named name, or "", as
+// r.Cookie does (surrounding spaces and double quotes dropped, a value with
+// bytes no cookie may hold ignored), without parsing every cookie into a
+// slice of its own: it runs on every request.
 func cookieValue(r *http.Request, name string) string {
-	c, err := r.Cookie(name)
-	if err != nil {
-		return ""
+	for _, line := range r.Header["Cookie"] {
+		for part := range strings.SplitSeq(line, ";") {
+			k, v, ok := strings.Cut(textproto.TrimString(part), "=")
+			if !ok || textproto.TrimString(k) != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if validCookieValue(v) {
+				return v
+			}
+		}
 	}
-	return c.Value
+	return ""
+}
+
+// validCookieValue applies RFC 6265's cookie-octet rule, as net/http does.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == ';' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }

@@ -241,3 +241,35 @@ func TestCanonical(t *testing.T) {
 		}
 	}
 }
+
+// TestCookieValueAsNetHTTP: the allocation-free cookieValue reads the
+// Cookie header exactly as r.Cookie does.
+func TestCookieValueAsNetHTTP(t *testing.T) {
+	for _, hdr := range [][]string{
+		nil,
+		{""},
+		{"_authgate=abc"},
+		{"a=1; _authgate=abc; b=2"},
+		{"  _authgate = abc"},
+		{"_authgate=\"abc\""},
+		{"_authgate=\"abc"},
+		{"_authgate=a\\bc; _authgate=second"},
+		{"_authgate=a\"bc"},
+		{"_authgatex=1; x_authgate=2"},
+		{"_authgate="},
+		{"_authgate=first", "_authgate=second"},
+		{"a=1;;_authgate=v;"},
+		{"_authgate=sp ace"},
+		{"_authgate=caf\u00e9"},
+		{"_AUTHGATE=upper"},
+	} {
+		r := &http.Request{Header: http.Header{"Cookie": hdr}}
+		want := ""
+		if c, err := r.Cookie("_authgate"); err == nil {
+			want = c.Value
+		}
+		if got := cookieValue(r, "_authgate"); got != want {
+			t.Errorf("Cookie %q: got %q, net/http reads %q", hdr, got, want)
+		}
+	}
+}
