@@ -24,7 +24,7 @@ const (
 	DefaultRefreshLockTimeout = 20 * time.Second
 	DefaultLoginTimeout       = 10 * time.Minute
 	DefaultCacheTTL           = 3 * time.Second
-	DefaultCacheEntries       = 10000
+	DefaultCacheEntries       = 2000
 )
 
 // minSecretBytes is the least entropy a cookie secret must carry.
@@ -68,7 +68,9 @@ type CacheConfig struct {
 	// it bounds what a lost invalidation could leave. Default 3s, at most
 	// 1m; negative turns the cache off.
 	TTL time.Duration `yaml:"ttl"`
-	// MaxEntries bounds the cache. Default 10000.
+	// MaxEntries bounds the cache: each entry holds a session twice (the
+	// decoded fields and the record, for the compare-and-swap), about
+	// 6 KiB with typical JWTs. Default 2000.
 	MaxEntries int `yaml:"max_entries"`
 }
 

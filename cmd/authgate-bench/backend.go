@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -89,7 +88,7 @@ func serveBareProxy(listen, backendURL string) int {
 	rp := &httputil.ReverseProxy{
 		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
 		Transport:  proxy.NewTransport(),
-		BufferPool: &bufferPool{},
+		BufferPool: proxy.NewBufferPool(),
 	}
 	// The gateway's own server limits (config.example.yaml's defaults).
 	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
@@ -101,20 +100,4 @@ func serveBareProxy(listen, backendURL string) int {
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	return 0
-}
-
-// bufferPool lends ReverseProxy 32 KiB copy buffers, as authgate's proxy
-// does.
-type bufferPool struct{ p sync.Pool }
-
-func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
-	}
-	return make([]byte, 32<<10)
-}
-
-func (b *bufferPool) Put(buf []byte) {
-	buf = buf[:cap(buf)]
-	b.p.Put(&buf)
 }
