@@ -31,15 +31,14 @@ type Broadcaster interface {
 	Invalidations(ctx context.Context, onKey func(key string), onState func(up bool))
 }
 
-// cacheShards spreads the cache's lock.
-const cacheShards = 16
+// cacheShards spreads the cache's locks and generations.
+const cacheShards = 64
 
 type sessionCache struct {
 	ttl   time.Duration
 	max   int // per shard
 	now   func() time.Time
-	gen   atomic.Uint64 // bumped by every invalidation: a read that saw another value is not cached
-	up    atomic.Bool   // the invalidation channel works (always, for a store of one process)
+	up    atomic.Bool // the invalidation channel works (always, for a store of one process)
 	shard [cacheShards]cacheShard
 	// tickets remembers cookie values that decoded, so a repeated cookie
 	// costs a map lookup instead of securecookie's HMAC and AES (about a
@@ -61,6 +60,11 @@ type ticketEntry struct {
 type cacheShard struct {
 	mu      sync.RWMutex
 	entries map[string]*cacheEntry
+	// gen is bumped by every invalidation of a key of this shard: a read
+	// that began under another value is not cached (it may predate the
+	// change announced). Per shard, so that the fleet's invalidations of
+	// other sessions rarely cancel a fill.
+	gen atomic.Uint64
 }
 
 // cacheEntry is a decrypted session. sess is never handed out: callers get
@@ -83,10 +87,18 @@ func newSessionCache(ttl time.Duration, maxEntries int, now func() time.Time, sh
 }
 
 func (c *sessionCache) shardOf(key string) *cacheShard {
-	// key is base64 of a hash already (Ticket.storageKey); its last
-	// character carries only 4 bits, the two before it 12.
-	n := len(key)
-	return &c.shard[(uint(key[n-2])*31+uint(key[n-3]))%cacheShards]
+	return &c.shard[spread(key)%cacheShards]
+}
+
+// spread hashes a few characters of a key: storage keys and cookie values
+// end in base64 of a hash or MAC already. Any length is fine (an
+// invalidation's payload is whatever Redis delivered).
+func spread(key string) uint {
+	var h uint = 2166136261
+	for i := max(0, len(key)-6); i < len(key); i++ {
+		h = (h ^ uint(key[i])) * 16777619
+	}
+	return h
 }
 
 // get returns a copy of the cached session under key when t's key matches.
@@ -105,12 +117,13 @@ func (c *sessionCache) get(key string, t *Ticket) (*Session, Version, bool) {
 	return &s, e.ver, true
 }
 
-// generation is read before a store read whose result may be cached.
-func (c *sessionCache) generation() uint64 {
+// generation is read before a store read of key whose result may be
+// cached.
+func (c *sessionCache) generation(key string) uint64 {
 	if c == nil {
 		return 0
 	}
-	return c.gen.Load()
+	return c.shardOf(key).gen.Load()
 }
 
 // put caches a copy of s at version v, unless an invalidation arrived since
@@ -125,35 +138,34 @@ func (c *sessionCache) put(key string, t *Ticket, s *Session, v Version, gen uin
 	sh := c.shardOf(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if c.gen.Load() != gen {
+	if sh.gen.Load() != gen {
 		return
 	}
 	if len(sh.entries) >= c.max {
 		if _, ok := sh.entries[key]; !ok {
-			c.evict(sh)
+			evictOne(sh.entries, c.now(), func(e *cacheEntry) time.Time { return e.expires })
 		}
 	}
 	sh.entries[key] = e
 }
 
-// evict makes room in a full shard: the expired entries, else an arbitrary
-// one (map order). Called with the shard locked.
-func (c *sessionCache) evict(sh *cacheShard) {
-	now := c.now()
-	n := 0
-	for k, e := range sh.entries {
-		if !now.Before(e.expires) {
-			delete(sh.entries, k)
-			n++
+// evictOne makes room in a full map in constant time: of a few entries
+// (map order is random), an expired one, else the first.
+func evictOne[E any](m map[string]E, now time.Time, expires func(E) time.Time) {
+	victim, n := "", 0
+	for k, e := range m {
+		if victim == "" {
+			victim = k
+		}
+		if !now.Before(expires(e)) {
+			victim = k
+			break
+		}
+		if n++; n == 8 {
+			break
 		}
 	}
-	if n > 0 {
-		return
-	}
-	for k := range sh.entries {
-		delete(sh.entries, k)
-		return
-	}
+	delete(m, victim)
 }
 
 // invalidate drops key.
@@ -163,7 +175,7 @@ func (c *sessionCache) invalidate(key string) {
 	}
 	sh := c.shardOf(key)
 	sh.mu.Lock()
-	c.gen.Add(1)
+	sh.gen.Add(1)
 	delete(sh.entries, key)
 	sh.mu.Unlock()
 }
@@ -174,7 +186,7 @@ func (c *sessionCache) setUp(up bool) {
 	for i := range c.shard {
 		sh := &c.shard[i]
 		sh.mu.Lock()
-		c.gen.Add(1)
+		sh.gen.Add(1)
 		clear(sh.entries)
 		sh.mu.Unlock()
 	}
@@ -183,7 +195,7 @@ func (c *sessionCache) setUp(up bool) {
 
 // ticket returns the ticket a cookie value decoded to recently.
 func (c *sessionCache) ticket(value string) (Ticket, bool) {
-	if c == nil || len(value) < 3 {
+	if c == nil {
 		return Ticket{}, false
 	}
 	sh := c.ticketShard(value)
@@ -198,7 +210,7 @@ func (c *sessionCache) ticket(value string) (Ticket, bool) {
 
 // putTicket remembers that value decoded to t.
 func (c *sessionCache) putTicket(value string, t Ticket) {
-	if c == nil || len(value) < 3 {
+	if c == nil {
 		return
 	}
 	sh := c.ticketShard(value)
@@ -206,18 +218,13 @@ func (c *sessionCache) putTicket(value string, t Ticket) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if len(sh.entries) >= c.max {
-		for k, e := range sh.entries {
-			if !now.Before(e.expires) || len(sh.entries) >= c.max {
-				delete(sh.entries, k)
-			}
-		}
+		evictOne(sh.entries, now, func(e ticketEntry) time.Time { return e.expires })
 	}
 	sh.entries[value] = ticketEntry{t: t, expires: now.Add(c.ttl)}
 }
 
 func (c *sessionCache) ticketShard(value string) *ticketShard {
-	n := len(value)
-	return &c.tickets[(uint(value[n-2])*31+uint(value[n-3]))%cacheShards]
+	return &c.tickets[spread(value)%cacheShards]
 }
 
 // len counts the entries (tests).

@@ -3,6 +3,8 @@ package session
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,11 +214,19 @@ func TestCacheBypassedWhileUnsubscribed(t *testing.T) {
 // fakeBroadcaster is a shared store whose channel the test drives.
 type fakeBroadcaster struct {
 	Store
-	ready   chan struct{}
-	onState func(bool)
+	ready     chan struct{}
+	onState   func(bool)
+	failFirst atomic.Int32 // publishes that fail before one succeeds
+	published atomic.Int32
 }
 
-func (f *fakeBroadcaster) PublishInvalidation(context.Context, string) error { return nil }
+func (f *fakeBroadcaster) PublishInvalidation(context.Context, string) error {
+	if f.failFirst.Add(-1) >= 0 {
+		return ErrUnavailable
+	}
+	f.published.Add(1)
+	return nil
+}
 
 func (f *fakeBroadcaster) Invalidations(ctx context.Context, _ func(string), onState func(bool)) {
 	f.onState = onState
@@ -259,18 +269,35 @@ func TestCacheGapHonoursLostInvalidations(t *testing.T) {
 	}
 }
 
+// TestCacheFailedPublishRetried: a sign-out whose publish fails is
+// published again, within the cache TTL.
+func TestCacheFailedPublishRetried(t *testing.T) {
+	fb := &fakeBroadcaster{Store: NewMemoryStore(nil, 0), ready: make(chan struct{})}
+	fb.failFirst.Store(3)
+	m := newManager(t, testConfig(t), fb, nil)
+	t.Cleanup(m.Close)
+	<-fb.ready
+	tk, _ := m.Create(context.Background(), testSession())
+	if err := m.Delete(context.Background(), tk); err != nil {
+		t.Fatal(err)
+	}
+	if !within(DefaultCacheTTL, func() bool { return fb.published.Load() == 1 }) {
+		t.Errorf("the invalidation was not published within the cache TTL after 3 failures")
+	}
+}
+
 // TestCacheNoStaleFill: a read that started before an invalidation does
 // not put its (possibly older) result in the cache.
 func TestCacheNoStaleFill(t *testing.T) {
 	c := newSessionCache(time.Minute, 100, time.Now, false)
 	var tk Ticket
-	gen := c.generation()
+	gen := c.generation("s:xyz-key")
 	c.invalidate("s:xyz-key")
 	c.put("s:xyz-key", &tk, testSession(), Version{}, gen)
 	if _, _, ok := c.get("s:xyz-key", &tk); ok {
 		t.Error("a read from before the invalidation was cached")
 	}
-	c.put("s:xyz-key", &tk, testSession(), Version{}, c.generation())
+	c.put("s:xyz-key", &tk, testSession(), Version{}, c.generation("s:xyz-key"))
 	if _, _, ok := c.get("s:xyz-key", &tk); !ok {
 		t.Error("a fresh read was not cached")
 	}
@@ -281,9 +308,67 @@ func TestCacheBounded(t *testing.T) {
 	c := newSessionCache(time.Minute, 160, time.Now, false)
 	for range 5000 {
 		tk, _ := NewTicket()
-		c.put(tk.storageKey(), &tk, testSession(), Version{}, c.generation())
+		c.put(tk.storageKey(), &tk, testSession(), Version{}, c.generation(tk.storageKey()))
+		c.putTicket("cookie-"+tk.storageKey(), tk)
 	}
 	if n := c.len(); n > 160 {
 		t.Errorf("entries: %d, want at most 160", n)
+	}
+	n := 0
+	for i := range c.tickets {
+		n += len(c.tickets[i].entries)
+	}
+	if n > 160 {
+		t.Errorf("ticket entries: %d, want at most 160", n)
+	}
+}
+
+// TestCacheOddInvalidations: whatever arrives on the channel (an operator's
+// PUBLISH, another application's) neither crashes nor misroutes.
+func TestCacheOddInvalidations(t *testing.T) {
+	c := newSessionCache(time.Minute, 160, time.Now, false)
+	for _, k := range []string{"", "a", "ab", "s:", "\xff\xfe"} {
+		c.invalidate(k)
+		c.putTicket(k, Ticket{})
+		c.ticket(k)
+	}
+	rs, srv := redisStore(t)
+	cfg := testConfig(t)
+	m := newManager(t, cfg, rs, nil)
+	t.Cleanup(m.Close)
+	waitUp(t, m)
+	pub := srv.Client(t)
+	for _, p := range []string{"", "a", "ab", strings.Repeat("s:", 10000)} {
+		if err := pub.Publish(context.Background(), "authgate:invalidate", p).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tk, _ := m.Create(context.Background(), testSession())
+	if !within(time.Second, func() bool { _, _, err := m.Load(context.Background(), tk); return err == nil && m.cache.len() == 1 }) {
+		t.Error("the cache does not work after odd messages")
+	}
+}
+
+// TestCacheRefreshNotUndone: a Load that read the old record while a
+// refresh swapped in the new one does not put the old one back.
+func TestCacheRefreshNotUndone(t *testing.T) {
+	clock := newFakeClock()
+	cfg := testConfig(t)
+	cfg.Cache.TTL = time.Minute
+	m := newManager(t, cfg, NewMemoryStore(clock.Now, 0), clock.Now)
+	ctx := context.Background()
+	tk, _ := m.Create(ctx, testSession())
+	key := tk.storageKey()
+	old, oldV, _ := m.loadStored(ctx, &tk, key)
+	gen := m.cache.generation(key) // the Load began here
+	s := *old
+	s.Token.AccessToken = "CANARY-ACCESS-NEW"
+	if _, err := m.Replace(ctx, tk, &s, oldV); err != nil {
+		t.Fatal(err)
+	}
+	m.cache.put(key, &tk, old, oldV, gen) // ...and finishes now
+	got, _, err := m.Load(ctx, tk)
+	if err != nil || got.Token.AccessToken != "CANARY-ACCESS-NEW" {
+		t.Errorf("after the refresh the cache serves %v (%v), want the new token", got.Token.AccessToken, err)
 	}
 }

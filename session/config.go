@@ -23,7 +23,7 @@ const (
 	DefaultMaxLifetime        = 12 * time.Hour
 	DefaultRefreshLockTimeout = 20 * time.Second
 	DefaultLoginTimeout       = 10 * time.Minute
-	DefaultCacheTTL           = 3 * time.Second
+	DefaultCacheTTL           = time.Second
 	DefaultCacheEntries       = 2000
 )
 
@@ -65,8 +65,10 @@ type Config struct {
 // whose subscription is down does not use its cache.
 type CacheConfig struct {
 	// TTL is how long a cached session is used without reading the store:
-	// it bounds what a lost invalidation could leave. Default 3s, at most
-	// 1m; negative turns the cache off.
+	// it bounds what a lost invalidation (a failed publish, a record
+	// deleted in Redis behind the gateway's back) could leave, so above 1s
+	// such a session may outlive SECURITY.md 45's second. Default 1s, at
+	// most 1m; negative turns the cache off.
 	TTL time.Duration `yaml:"ttl"`
 	// MaxEntries bounds the cache: each entry holds a session twice (the
 	// decoded fields and the record, for the compare-and-swap), about
@@ -181,8 +183,8 @@ func (c *Config) validateDurations() []error {
 	if c.Cache.TTL > time.Minute {
 		errs = append(errs, fmt.Errorf("cache.ttl: must be at most 1m (it bounds how long a lost invalidation keeps a signed-out session usable), got %s", c.Cache.TTL))
 	}
-	if c.Cache.MaxEntries < 0 {
-		errs = append(errs, fmt.Errorf("cache.max_entries: must be positive, got %d", c.Cache.MaxEntries))
+	if c.Cache.MaxEntries < 0 || c.Cache.MaxEntries > 1_000_000 {
+		errs = append(errs, fmt.Errorf("cache.max_entries: must be between 1 and 1000000, got %d", c.Cache.MaxEntries))
 	}
 	return errs
 }

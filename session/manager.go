@@ -144,7 +144,7 @@ func (m *Manager) Load(ctx context.Context, t Ticket) (*Session, Version, error)
 		// Past its idle timeout by the cached LastSeen: another replica
 		// may have seen it since, so the store decides.
 	}
-	gen := m.cache.generation()
+	gen := m.cache.generation(key)
 	s, v, err := m.loadStored(ctx, &t, key)
 	if err == nil {
 		m.cache.put(key, &t, s, v, gen)
@@ -211,20 +211,35 @@ func (m *Manager) Replace(ctx context.Context, t Ticket, s *Session, v Version) 
 func (m *Manager) Delete(ctx context.Context, t Ticket) error {
 	key := t.storageKey()
 	m.cache.invalidate(key)
-	if err := m.store.Delete(ctx, key); err != nil {
+	err := m.store.Delete(ctx, key)
+	m.cache.invalidate(key) // a Load that read the store before the delete
+	// Even after an error: the delete may have reached the store.
+	m.announce(ctx, key)
+	if err != nil {
 		return fmt.Errorf("session: delete: %w", err)
 	}
-	m.cache.invalidate(key) // a Load that read the store before the delete
-	m.announce(ctx, key)
 	return nil
 }
 
 // announce tells the other replicas to drop their copy of key. A failed
-// publish leaves copies for at most the cache TTL.
+// publish is retried in the background for a cache TTL (announcing twice
+// is harmless); what it cannot reach expires with the TTL.
 func (m *Manager) announce(ctx context.Context, key string) {
-	if m.bcast != nil {
-		_ = m.bcast.PublishInvalidation(context.WithoutCancel(ctx), key)
+	if m.bcast == nil {
+		return
 	}
+	ctx = context.WithoutCancel(ctx)
+	if m.bcast.PublishInvalidation(ctx, key) == nil {
+		return
+	}
+	go func() {
+		deadline := time.Now().Add(max(m.cfg.Cache.TTL, time.Second))
+		for time.Now().Before(deadline) {
+			if sleep(ctx, jitter(100*time.Millisecond)) != nil || m.bcast.PublishInvalidation(ctx, key) == nil {
+				return
+			}
+		}
+	}()
 }
 
 // write seals s and swaps it in for v; publish announces the change to
@@ -239,23 +254,29 @@ func (m *Manager) write(ctx context.Context, t *Ticket, s *Session, v Version, n
 	if err != nil {
 		return Version{}, err
 	}
-	gen := m.cache.generation()
+	gen := m.cache.generation(key)
 	if publish {
 		m.cache.invalidate(key)
-		gen = m.cache.generation()
 	}
 	swapped, err := m.store.CompareAndSwap(ctx, key, v.raw, record, ttl)
 	if err != nil {
+		if publish {
+			m.announce(ctx, key) // the write may have reached the store
+		}
 		return Version{}, fmt.Errorf("session: write: %w", err)
 	}
 	if !swapped {
 		return Version{}, ErrConflict
 	}
 	nv := Version{raw: record}
-	m.cache.put(key, t, s, nv, gen)
 	if publish {
+		// A Load that read the old record during the swap must not put it
+		// back: it began under the generation this bumps.
+		m.cache.invalidate(key)
+		gen = m.cache.generation(key)
 		m.announce(ctx, key)
 	}
+	m.cache.put(key, t, s, nv, gen)
 	return nv, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -185,7 +186,7 @@ func (r *RedisStore) PublishInvalidation(ctx context.Context, key string) error 
 
 // subscriptionCheck is how long a quiet subscription waits before it pings
 // its connection, and how long a ping may go unanswered.
-const subscriptionCheck = 500 * time.Millisecond
+const subscriptionCheck = 300 * time.Millisecond
 
 // Invalidations implements Broadcaster: it subscribes, reports the
 // subscription up once Redis confirms it, and down as soon as a read fails
@@ -194,23 +195,30 @@ const subscriptionCheck = 500 * time.Millisecond
 func (r *RedisStore) Invalidations(ctx context.Context, onKey func(string), onState func(bool)) {
 	channel := r.prefix + invalidationChannel
 	up := false
-	set := func(v bool) {
-		if v != up {
-			up = v
+	state := func(v bool) {
+		// Up is reported at every confirmation (each empties the cache);
+		// down once per loss.
+		if v || up {
 			onState(v)
 		}
+		up = v
 	}
 	for ctx.Err() == nil {
 		ps := r.c.Subscribe(ctx, channel)
-		r.receive(ctx, ps, onKey, set)
+		stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // a receive does not watch ctx
+		r.receive(ctx, ps, onKey, state)
+		stop()
 		_ = ps.Close()
-		set(false)
+		state(false)
 		_ = sleep(ctx, jitter(100*time.Millisecond))
 	}
 }
 
-// receive reads one subscription until it fails.
-func (r *RedisStore) receive(ctx context.Context, ps *redis.PubSub, onKey func(string), set func(bool)) {
+// receive reads one subscription until it fails. Every confirmation of
+// the subscription reports it up, which empties the cache: go-redis may
+// have reconnected and re-subscribed without an error reaching us, and
+// lost messages on the way.
+func (r *RedisStore) receive(ctx context.Context, ps *redis.PubSub, onKey func(string), onState func(bool)) {
 	pinged := false
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, subscriptionCheck)
@@ -229,9 +237,14 @@ func (r *RedisStore) receive(ctx context.Context, ps *redis.PubSub, onKey func(s
 		pinged = false
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			set(m.Kind == "subscribe")
+			if m.Kind == "subscribe" {
+				onState(true)
+			}
 		case *redis.Message:
-			onKey(m.Payload)
+			// Only what Manager publishes: a session's storage key.
+			if strings.HasPrefix(m.Payload, sessionPrefix) && len(m.Payload) < 128 {
+				onKey(m.Payload)
+			}
 		case *redis.Pong:
 		}
 	}
