@@ -24,7 +24,7 @@ const (
 	DefaultRefreshLockTimeout = 20 * time.Second
 	DefaultLoginTimeout       = 10 * time.Minute
 	DefaultCacheTTL           = time.Second
-	DefaultCacheEntries       = 2000
+	DefaultCacheEntries       = 1000
 )
 
 // minSecretBytes is the least entropy a cookie secret must carry.
@@ -72,7 +72,7 @@ type CacheConfig struct {
 	TTL time.Duration `yaml:"ttl"`
 	// MaxEntries bounds the cache: each entry holds a session twice (the
 	// decoded fields and the record, for the compare-and-swap), about
-	// 6 KiB with typical JWTs. Default 2000.
+	// 6 KiB with typical JWTs. Default 1000.
 	MaxEntries int `yaml:"max_entries"`
 }
 

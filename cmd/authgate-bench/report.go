@@ -224,7 +224,7 @@ func (b *bench) markdown() string {
 		m.WriteString("Copies of a real login's session, written through authgate's own `session.Manager.Create`\n" +
 			"with the gateway's config, so the records are what the gateway stores; then a fresh Redis\n" +
 			"gateway serves a sample of them, each cookie once, and its resident memory is read. The\n" +
-			"session cache runs with its defaults (`ttl` 1s, `max_entries` 2000), so a sample of\n" +
+			"session cache runs with its defaults (`ttl` 1s, `max_entries` 1000), so a sample of\n" +
 			"10,000 fills it.\n\n")
 		m.WriteString(mdTable([]string{"", ""}, b.scaleRows()))
 	}

@@ -65,9 +65,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%s: OK (%d %s)\n", *path, len(cfg.Routes), noun)
 			return 0
 		}
-		log := newLogger(stderr, cfg.Log)
+		logOut := newBufferedLog(stderr)
+		log := newLogger(logOut, cfg.Log)
 		routeRedisLog(log)
-		if err := serve(ctx, cfg, log); err != nil {
+		err = serve(ctx, cfg, log)
+		logOut.Close()
+		if err != nil {
 			var ce *configError
 			fmt.Fprintf(stderr, "authgate: %v\n", err)
 			if errors.As(err, &ce) {
