@@ -136,6 +136,9 @@ type gateway struct {
 
 type gatewayOptions struct {
 	mutate func(*proxy.Config, *session.Config, *upstream.Config)
+	// logInfo logs at info level to nowhere (benchmarks), not at debug
+	// level to e.logs.
+	logInfo bool
 }
 
 // gateway starts a gateway over e's store and authorization server.
@@ -174,6 +177,9 @@ func (e *env) gateway(o gatewayOptions) *gateway {
 	}
 	t.Cleanup(sessions.Close)
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.logInfo {
+		log = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
 	up, err := upstream.New(uc, upstream.Deps{Now: e.clock.Now, Logger: log})
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
