@@ -24,7 +24,7 @@ const defaultConfigPath = "/etc/authgate/config.yaml"
 
 // forwardAuthHeaders are the headers a proxy must copy from the
 // forward-auth answer into the request to the app.
-var forwardAuthHeaders = []string{"Authorization", "X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Auth-Request-Preferred-Username"}
+var forwardAuthHeaders = []string{"Authorization", "X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Auth-Request-Preferred-Username", "X-Auth-Request-Access-Token"}
 
 // browserEndpoints are what the public host must route to the gateway for
 // logins to work.

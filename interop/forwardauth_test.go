@@ -122,7 +122,7 @@ func startProcess(t *testing.T, addr string, cmd *exec.Cmd, logFile string) {
 //
 //	nginx.ingress.kubernetes.io/auth-url: http://<gateway>/oauth2/auth
 //	nginx.ingress.kubernetes.io/auth-signin: http://auth.example.test/oauth2/start?rd=$scheme://$http_host$escaped_request_uri
-//	nginx.ingress.kubernetes.io/auth-response-headers: Authorization,X-Auth-Request-User,X-Auth-Request-Email,X-Auth-Request-Groups
+//	nginx.ingress.kubernetes.io/auth-response-headers: Authorization,X-Auth-Request-User,X-Auth-Request-Email,X-Auth-Request-Groups,X-Auth-Request-Preferred-Username,X-Auth-Request-Access-Token
 //
 // (an internal auth location sending X-Original-URL and X-Original-Method
 // with the gateway's Host, error_page 401 to a sign-in redirect on the
@@ -173,10 +173,14 @@ http {
       auth_request_set $auth_1 $upstream_http_x_auth_request_user;
       auth_request_set $auth_2 $upstream_http_x_auth_request_email;
       auth_request_set $auth_3 $upstream_http_x_auth_request_groups;
+      auth_request_set $auth_4 $upstream_http_x_auth_request_preferred_username;
+      auth_request_set $auth_5 $upstream_http_x_auth_request_access_token;
       proxy_set_header Authorization $auth_0;
       proxy_set_header X-Auth-Request-User $auth_1;
       proxy_set_header X-Auth-Request-Email $auth_2;
       proxy_set_header X-Auth-Request-Groups $auth_3;
+      proxy_set_header X-Auth-Request-Preferred-Username $auth_4;
+      proxy_set_header X-Auth-Request-Access-Token $auth_5;
       error_page 401 = @signin;
       proxy_pass http://{{backend}};
     }
@@ -200,17 +204,21 @@ http {
       proxy_pass http://{{gateway}};
       proxy_set_header Host $http_host;
       proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Auth-Request-Redirect $request_uri;
     }
     location /app/ {
       auth_request /oauth2/auth;
-      auth_request_set $user $upstream_http_x_auth_request_user;
-      auth_request_set $email $upstream_http_x_auth_request_email;
+      auth_request_set $user   $upstream_http_x_auth_request_user;
+      auth_request_set $email  $upstream_http_x_auth_request_email;
       auth_request_set $groups $upstream_http_x_auth_request_groups;
-      auth_request_set $token $upstream_http_authorization;
+      auth_request_set $pref   $upstream_http_x_auth_request_preferred_username;
+      auth_request_set $token  $upstream_http_authorization;
       proxy_set_header X-Auth-Request-User $user;
       proxy_set_header X-Auth-Request-Email $email;
       proxy_set_header X-Auth-Request-Groups $groups;
+      proxy_set_header X-Auth-Request-Preferred-Username $pref;
+      proxy_set_header X-Auth-Request-Access-Token "";
       proxy_set_header Authorization $token;
       error_page 401 = /oauth2/start;
       proxy_pass http://{{backend}};
@@ -552,11 +560,23 @@ func TestNginxForwardAuth(t *testing.T) {
 		t.Errorf("with a client's X-Forwarded-Host: %d, want 403 (the headers disagree)", resp.StatusCode)
 	}
 	req.Header.Del("X-Forwarded-Host")
+	req.Header.Set("X-Auth-Request-Preferred-Username", "admin")
+	req.Header.Set("X-Auth-Request-Access-Token", "forged")
 	if resp, _ := b.do(t, req); resp.StatusCode != http.StatusOK {
 		t.Fatalf("with a client's X-Auth-Request-Email: %d, want 200", resp.StatusCode)
 	}
-	if got := w.be.lastHeader(t).Get("X-Auth-Request-Email"); got != "bob@example.org" {
+	h := w.be.lastHeader(t)
+	if got := h.Get("X-Auth-Request-Email"); got != "bob@example.org" {
 		t.Errorf("the application got X-Auth-Request-Email %q, want bob's own", got)
+	}
+	if p, a := h.Get("X-Auth-Request-Preferred-Username"), h.Get("X-Auth-Request-Access-Token"); p == "admin" || a == "forged" {
+		t.Errorf("a client's own headers reached the application: Preferred-Username %q, Access-Token %q", p, a)
+	}
+	// An API call without a session keeps its 401 through error_page.
+	api, _ := http.NewRequest(http.MethodGet, w.authURL+"/app/api", nil)
+	api.Header.Set("Accept", "application/json")
+	if resp, _ := hostBrowser().do(t, api); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("API call without a session through nginx: %d, want 401", resp.StatusCode)
 	}
 	// Cross-site writes are refused as on the proxied path (nginx asks
 	// with GET; X-Original-Method says what the request was).

@@ -102,6 +102,15 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errMethod)
 		return
 	}
+	// An API call sent here (nginx's error_page 401 = /oauth2/start sends
+	// every refused request) cannot follow a login: it keeps its 401, and
+	// stores no pending login.
+	if !isNavigation(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="authgate"`)
+		s.page(w, r, &pageError{status: http.StatusUnauthorized, title: "Sign-in required",
+			message: "This request needs a signed-in session; open the application in a browser to sign in."})
+		return
+	}
 	// No session fixation: whatever session cookie came in is dropped.
 	if cookieValue(r, s.cookies.session) != "" {
 		s.clearCookie(w, s.cookies.session)
