@@ -63,7 +63,7 @@ func TestBrowserLogin(t *testing.T) {
 		if u := wd.waitURL(t, func(u string) bool { return u == tc.want }); u != tc.want {
 			t.Fatalf("after sign-in: browser at %s, want %s; page: %.300s", u, tc.want, wd.text(t))
 		}
-		if body := wd.text(t); !strings.Contains(body, "backend says hello to user-alice") {
+		if body := wd.waitText(t, "backend says hello to user-alice"); !strings.Contains(body, "backend says hello to user-alice") {
 			t.Fatalf("after sign-in: page %q, want the backend's greeting for alice", body)
 		}
 	}
@@ -126,7 +126,7 @@ func TestBrowserPasswordLogin(t *testing.T) {
 	wd.fill(t, "#username", "alice")
 	wd.fill(t, "#password", "not-her-password")
 	wd.click(t, "button[type=submit]")
-	if body := wd.text(t); !strings.Contains(body, "Invalid username or password.") {
+	if body := wd.waitText(t, "Invalid username or password."); !strings.Contains(body, "Invalid username or password.") {
 		t.Fatalf("wrong password: page %q, want the form with the generic message", body)
 	}
 	wd.fill(t, "#password", "alice-password")
@@ -135,7 +135,7 @@ func TestBrowserPasswordLogin(t *testing.T) {
 	if u := wd.waitURL(t, func(u string) bool { return u == want }); u != want {
 		t.Fatalf("after sign-in: browser at %s, want %s; page: %.300s", u, want, wd.text(t))
 	}
-	if body := wd.text(t); !strings.Contains(body, "backend says hello to user-alice") {
+	if body := wd.waitText(t, "backend says hello to user-alice"); !strings.Contains(body, "backend says hello to user-alice") {
 		t.Fatalf("after sign-in: page %q, want the backend's greeting for alice", body)
 	}
 	found := false
@@ -166,7 +166,7 @@ func TestBrowserImplicitFragment(t *testing.T) {
 	if u := wd.waitURL(t, func(u string) bool { return u == want }); u != want {
 		t.Fatalf("after the implicit sign-in: browser at %s, want %s; page: %.300s", u, want, wd.text(t))
 	}
-	if body := wd.text(t); !strings.Contains(body, "backend says hello to user-alice") {
+	if body := wd.waitText(t, "backend says hello to user-alice"); !strings.Contains(body, "backend says hello to user-alice") {
 		t.Fatalf("after sign-in: page %q, want the backend's greeting for alice", body)
 	}
 	tok := bearer(e.backend.last(t))
@@ -347,12 +347,28 @@ func (wd *webDriver) click(t *testing.T, css string) {
 	wdCall(t, http.MethodPost, wd.base+"/element/"+wd.element(t, css)+"/click", map[string]any{}, nil)
 }
 
-// text is the page's visible text.
+// text is the page's visible text, read by a script rather than through
+// an element reference, which goes stale when a navigation replaces the
+// page between finding and reading it.
 func (wd *webDriver) text(t *testing.T) string {
 	t.Helper()
 	var s string
-	wdCall(t, http.MethodGet, wd.base+"/element/"+wd.element(t, "body")+"/text", nil, &s)
+	wdCall(t, http.MethodPost, wd.base+"/execute/sync", map[string]any{"script": "return document.body ? document.body.innerText : ''", "args": []any{}}, &s)
 	return s
+}
+
+// waitText waits up to 10s for the page's text to contain sub (a click
+// returns before the page it submits has loaded) and returns the text.
+func (wd *webDriver) waitText(t *testing.T, sub string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := wd.text(t)
+		if strings.Contains(s, sub) || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (wd *webDriver) currentWindow(t *testing.T) string {
