@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -467,4 +468,55 @@ func TestConcurrentLoginsDoNotMix(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestSignOutReachesEveryReplica (SECURITY.md 45): two gateways on one
+// Redis, B serving the session from its cache (whose entries the test's
+// clock never expires); a sign-out on A stops the cookie on B within a
+// second. (A refresh on A reaching B: session's
+// TestCacheCoherentAcrossReplicas.)
+func TestSignOutReachesEveryReplica(t *testing.T) {
+	e := newEnv(t, envOptions{redis: true})
+	long := func(_ *proxy.Config, sc *session.Config, _ *upstream.Config) { sc.Cache.TTL = time.Minute }
+	a, bgw := e.gateway(gatewayOptions{mutate: long}), e.gateway(gatewayOptions{mutate: long})
+	for _, g := range []*gateway{a, bgw} {
+		deadline := time.Now().Add(5 * time.Second)
+		for !g.sessions.CacheInUse() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	br := newBrowser(t)
+	br.login(t, a, "/")
+	for range 3 { // B now answers from its cache
+		if resp, _ := br.noFollow().get(t, bgw.URL+"/on-b"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("gateway B with A's session: %d", resp.StatusCode)
+		}
+	}
+	_, body := br.noFollow().get(t, a.URL+"/oauth2/sign_out")
+	csrf := between(body, `name="csrf" value="`, `"`)
+	req := mustRequest(t, http.MethodPost, a.URL+"/oauth2/sign_out", strings.NewReader("rd=%2F&csrf="+csrf))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	cookie := br.cookie(t, a.URL, "_authgate")
+	if resp, _ := br.noFollow().do(t, req); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out on A: %d, want 303", resp.StatusCode)
+	}
+	// The cookie as the browser held it, replayed at B.
+	deadline := time.Now().Add(time.Second)
+	for {
+		req := mustRequest(t, http.MethodGet, bgw.URL+"/on-b", nil)
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Cookie", "_authgate="+cookie)
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusUnauthorized {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway B still answers %d for the signed-out cookie 1s after the sign-out on A", resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
