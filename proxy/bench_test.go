@@ -192,3 +192,57 @@ func BenchmarkForwardAuthMemoryStore(b *testing.B) {
 		}
 	}
 }
+
+// The same trips under concurrency (25 goroutines per CPU, keep-alive),
+// closer to what the process benchmark (cmd/authgate-bench) and
+// production see than the sequential ones above.
+func BenchmarkParallelBare(b *testing.B) {
+	backend := newBackendQuiet(b)
+	target, _ := url.Parse(backend.URL)
+	rp := &httputil.ReverseProxy{
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
+		Transport:  proxy.NewTransport(),
+		BufferPool: proxy.NewBufferPool(),
+	}
+	front := httptest.NewServer(rp)
+	b.Cleanup(front.Close)
+	runParallel(b, front.URL+"/app", "")
+}
+
+func BenchmarkParallelGatewayRedisStore(b *testing.B) {
+	e := newEnv(b, envOptions{redis: true})
+	e.backend.Config.Handler = quietHandler()
+	off := false
+	g := e.gateway(gatewayOptions{logInfo: true, mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+		pc.AccessLog = &off
+	}})
+	br := newBrowser(b)
+	br.login(b, g, "/")
+	runParallel(b, g.URL+"/app", "_authgate="+br.cookie(b, g.URL, "_authgate"))
+}
+
+func runParallel(b *testing.B, u, cookie string) {
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	b.SetParallelism(25)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		req.Header.Set("Accept", "text/html")
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		for pb.Next() {
+			resp, err := c.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("got %d, want 200", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
