@@ -136,10 +136,8 @@ var emptyValue = []string{""}
 
 // originalRequest rebuilds the request the proxy is asking about from
 // X-Forwarded-Method/-Proto/-Host/-Uri (Traefik, Caddy), X-Original-URL
-// and X-Original-Method (ingress-nginx) or X-Original-URI (nginx). They
-// are believed from any peer while trusted_proxies is unset (the endpoint
-// is then for the ingress alone to reach), else only from a trusted proxy
-// (SECURITY.md 43).
+// and X-Original-Method (ingress-nginx) or X-Original-URI (nginx), sent
+// by a trusted proxy: forwardAuth answers no one else (SECURITY.md 43).
 //
 // Each proxy sets its own headers but passes the client's others on (nginx
 // copies every request header into its subrequest), so a client could add

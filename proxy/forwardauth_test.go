@@ -473,3 +473,19 @@ func TestForwardAuthNoAccessTokenHeader(t *testing.T) {
 		t.Error("X-Auth-Request-Access-Token missing: an empty one must replace a client's copy at proxies that copy it")
 	}
 }
+
+// TestForwardAuthOffByDefault: without forward_auth.enabled there is no
+// endpoint, not even for a trusted proxy with a session: 404, no token.
+func TestForwardAuthOffByDefault(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+		pc.TrustedProxies = []string{"127.0.0.1"}
+	}})
+	resp := askAuth(t, g, "", loggedIn(t, g), map[string]string{"X-Original-Uri": "/app"})
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("forward_auth off: got %d, want 404", resp.StatusCode)
+	}
+	if id := identityIn(resp.Header); len(id) > 0 {
+		t.Errorf("forward_auth off: the answer carries %v", id)
+	}
+}

@@ -226,7 +226,7 @@ func (s *Server) HTTPServer() *http.Server {
 // authenticator, policy and the backend.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
-	if p == s.authEndpoint {
+	if p == s.authEndpoint && s.cfg.ForwardAuth.Enabled {
 		s.forwardAuth(w, r) // before any check that could answer other than 202/401/403
 		return
 	}
