@@ -71,7 +71,7 @@ func (m mode) config(addr, issuer, backendURL, redisURL string) string {
 	if m.forwardAuth {
 		// The bench stands in for the ingress, the one peer allowed to
 		// ask (and to send X-Original-URI).
-		b.WriteString("trusted_proxies: [\"127.0.0.1\"]\n")
+		b.WriteString("trusted_proxies: [\"127.0.0.1\"]\nforward_auth: { enabled: true }\n")
 	}
 	fmt.Fprintf(&b, "upstream:\n  issuer: %q\n  client_id: %q\n  client_secret: \"${%s}\"\n", issuer, clientID, envClientSecret)
 	b.WriteString(sessionYAML(m.store, redisURL))
