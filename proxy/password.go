@@ -122,7 +122,7 @@ func (s *Server) passwordLogin(r *http.Request, rt *route, user string, pass ups
 		// the configuration, not the user.
 		if _, seen := s.refusalWarned.LoadOrStore(te.Code, true); !seen {
 			s.log.Warn("the authorization server refuses the password grant: allow grant type password for the gateway's client (or check its credentials)",
-				"error", te.Code, "error_description", te.Description, "route", rt.index)
+				"error", printable(truncate(te.Code, 64)), "error_description", printable(truncate(redactParam(redactParam(te.Description, pass.Reveal()), user), 200)), "route", rt.index)
 		}
 		return nil, errPasswordRefused.withMessage("The authorization server answered " + truncate(te.Code, 64) + ". The administrator must allow the password grant for the gateway's client.")
 	case errors.Is(err, upstream.ErrInvalidIDToken):
