@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"net/url"
@@ -49,7 +50,10 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
-	q := r.URL.Query()
+	var q url.Values
+	if r.URL.RawQuery != "" { // most auth URLs have none: no map to build
+		q = r.URL.Query()
+	}
 	fa := &forwardAuthReq{redirect: s.cfg.ForwardAuth.Redirect}
 	switch q.Get("redirect") {
 	case "true", "1":
@@ -202,7 +206,7 @@ func (s *Server) originalRequest(r *http.Request) (o *http.Request, target strin
 			s.log.Warn("forward-auth requests carry no X-Original-Method or X-Forwarded-Method: cross-site writes cannot be told from reads (nginx asks with GET whatever the method); add proxy_set_header X-Original-Method $request_method;")
 		})
 	}
-	host := cmpOr(c.host, r.Host)
+	host := cmp.Or(c.host, r.Host)
 	scheme := c.scheme
 	if scheme != "http" && scheme != "https" {
 		scheme = s.public.Scheme
@@ -282,13 +286,6 @@ func validHost(h string) bool {
 	return true
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 // policyFromQuery reads oauth2-proxy's per-ingress policy parameters:
 // allowed_groups, allowed_emails, allowed_email_domains (comma-separated),
 // applied on top of the route's allow.
@@ -341,7 +338,7 @@ func (s *Server) forwardAuthChallenge(w http.ResponseWriter, r *http.Request, fa
 	return nil
 }
 
-// warnTargetHost tells once per host that a login for it cannot come
+// warnTargetHost tells (the first 20 times in a process) that a login for a host cannot come
 // back to it.
 func (s *Server) warnTargetHost(host, problem string) {
 	if targetHostWarnings.Add(1) > 20 {
@@ -385,7 +382,7 @@ func (w *forwardAuthWriter) WriteHeader(code int) {
 	default:
 		// Never a 2xx that was not granted; for nginx nothing but 401.
 		h := w.Header()
-		for _, k := range [...]string{"Location", "Retry-After", "Content-Type", "Content-Length", "Authorization", "X-Auth-Request-Access-Token"} {
+		for _, k := range [...]string{"Location", "Retry-After", "Content-Type", "Content-Length"} {
 			delete(h, k)
 		}
 		refused := 400 <= code && code < 500 && code != http.StatusTooManyRequests

@@ -226,14 +226,3 @@ func (c *sessionCache) putTicket(value string, t Ticket) {
 func (c *sessionCache) ticketShard(value string) *ticketShard {
 	return &c.tickets[spread(value)%cacheShards]
 }
-
-// len counts the entries (tests).
-func (c *sessionCache) len() int {
-	n := 0
-	for i := range c.shard {
-		c.shard[i].mu.RLock()
-		n += len(c.shard[i].entries)
-		c.shard[i].mu.RUnlock()
-	}
-	return n
-}

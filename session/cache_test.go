@@ -372,3 +372,14 @@ func TestCacheRefreshNotUndone(t *testing.T) {
 		t.Errorf("after the refresh the cache serves %v (%v), want the new token", got.Token.AccessToken, err)
 	}
 }
+
+// len counts the entries (tests).
+func (c *sessionCache) len() int {
+	n := 0
+	for i := range c.shard {
+		c.shard[i].mu.RLock()
+		n += len(c.shard[i].entries)
+		c.shard[i].mu.RUnlock()
+	}
+	return n
+}

@@ -63,17 +63,15 @@ func NewManager(cfg Config, store Store, now func() time.Time) (*Manager, error)
 	if cfg.Cache.TTL > 0 {
 		m.cache = newSessionCache(cfg.Cache.TTL, cfg.Cache.MaxEntries, now, m.bcast != nil)
 	}
-	if m.bcast != nil {
-		// Even without a cache of its own, a replica's writes must reach
-		// the others' caches; it subscribes only to keep one.
-		if m.cache != nil {
-			ctx, cancel := context.WithCancel(context.Background())
-			m.cancel, m.done = cancel, make(chan struct{})
-			go func() {
-				defer close(m.done)
-				m.bcast.Invalidations(ctx, m.cache.invalidate, m.cache.setUp)
-			}()
-		}
+	// Every replica publishes its writes (announce); it subscribes only to
+	// keep a cache of its own.
+	if m.bcast != nil && m.cache != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		m.cancel, m.done = cancel, make(chan struct{})
+		go func() {
+			defer close(m.done)
+			m.bcast.Invalidations(ctx, m.cache.invalidate, m.cache.setUp)
+		}()
 	}
 	return m, nil
 }

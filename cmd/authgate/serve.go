@@ -36,19 +36,17 @@ func build(cfg *fileConfig, log *slog.Logger) (*gateway, error) {
 		closeStore()
 		return nil, &configError{[]error{fmt.Errorf("session: %w", err)}}
 	}
+	closer := func() error { sessions.Close(); return closeStore() }
 	up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: log.With("component", "upstream")})
 	if err != nil {
-		sessions.Close()
-		closeStore()
+		closer()
 		return nil, &configError{[]error{fmt.Errorf("upstream: %w", err)}}
 	}
 	srv, err := proxy.New(cfg.Config, proxy.Deps{Upstream: up, Sessions: sessions, Logger: log})
 	if err != nil {
-		sessions.Close()
-		closeStore()
+		closer()
 		return nil, &configError{[]error{err}}
 	}
-	closer := func() error { sessions.Close(); return closeStore() }
 	return &gateway{server: srv, closer: closer, up: up, store: store}, nil
 }
 
