@@ -9,13 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -48,7 +46,6 @@ func requireTool(t *testing.T, name, pkg string) string {
 // hostBrowser is a browser that reaches every *.example.test host on
 // 127.0.0.1, at the port of the URL.
 func hostBrowser() *browser {
-	jar, _ := cookiejar.New(nil)
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -58,63 +55,28 @@ func hostBrowser() *browser {
 		}
 		return dialer.DialContext(ctx, network, addr)
 	}
-	return &browser{&http.Client{
-		Jar:           jar,
-		Timeout:       15 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Transport:     acceptHTML{base},
-	}}
+	b := newBrowser()
+	b.Transport = htmlTransport{base}
+	return b
 }
 
-type acceptHTML struct{ base http.RoundTripper }
-
-func (a acceptHTML) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Header.Get("Accept") == "" {
-		r.Header.Set("Accept", "text/html,application/xhtml+xml")
-	}
-	return a.base.RoundTrip(r)
-}
-
-// startProcess runs a proxy until the test ends and waits for its port.
+// startProcess runs a proxy until the test ends and waits for its port;
+// logFile is the proxy's own log, shown when the test fails.
 func startProcess(t *testing.T, addr string, cmd *exec.Cmd, logFile string) {
 	t.Helper()
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(logFile)
-			t.Logf("%s output:\n%s\n%s", filepath.Base(cmd.Path), out, log)
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		select {
-		case <-done:
-			log, _ := os.ReadFile(logFile)
-			t.Fatalf("%s exited at start-up:\n%s\n%s", cmd.Path, out, log)
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+	startUntilReady(t, cmd, &syncBuffer{}, filepath.Base(cmd.Path), func() string { return "\n" + readOr(logFile) }, 15*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
 			c.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not listening on %s after 15s:\n%s", cmd.Path, addr, out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	})
+}
+
+// readOr is a file's content, or "" when it cannot be read.
+func readOr(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }
 
 // nginxConf is nginx in front of the gateway in the two ways users run

@@ -91,7 +91,24 @@ func startGatewayBehind(t testing.TB, addr, publicURL, clientSecret string, body
 	}
 	cmd := exec.Command(authgateBin, "-config", path)
 	cmd.Env = append(os.Environ(), "COOKIE_SECRET="+cookieSecret, "CLIENT_SECRET="+clientSecret)
-	cmd.Stdout, cmd.Stderr = g.logs, g.logs
+	startUntilReady(t, cmd, g.logs, "authgate", func() string { return "\nconfig:\n" + cfg }, 20*time.Second, func() bool {
+		resp, err := http.Get(g.URL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return g
+}
+
+// startUntilReady starts cmd with its output in out, stops it when the
+// test ends (SIGTERM, then a kill), and waits up to wait for ready. If the
+// process exits first, the wait runs out, or the test fails, its output and
+// extra() (read then) are in the test log.
+func startUntilReady(t testing.TB, cmd *exec.Cmd, out *syncBuffer, name string, extra func() string, wait time.Duration, ready func() bool) {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,25 +123,21 @@ func startGatewayBehind(t testing.TB, addr, publicURL, clientSecret string, body
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("authgate log:\n%s\nconfig:\n%s", g.logs, cfg)
+			t.Logf("%s output:\n%s%s", name, out, extra())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(wait)
 	for {
 		select {
 		case <-done:
-			t.Fatalf("authgate exited at start-up:\n%s\nconfig:\n%s", g.logs, cfg)
+			t.Fatalf("%s exited at start-up:\n%s%s", name, out, extra())
 		default:
 		}
-		resp, err := http.Get(g.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return g
-			}
+		if ready() {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("authgate not ready after 20s:\n%s", g.logs)
+			t.Fatalf("%s not ready after %s:\n%s", name, wait, out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -229,13 +242,18 @@ func newBrowser() *browser {
 	}}
 }
 
-type htmlTransport struct{}
+// htmlTransport asks for HTML, as a browser's navigation does, through
+// base (nil: http.DefaultTransport).
+type htmlTransport struct{ base http.RoundTripper }
 
-func (htmlTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (h htmlTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Header.Get("Accept") == "" {
 		r.Header.Set("Accept", "text/html,application/xhtml+xml")
 	}
-	return http.DefaultTransport.RoundTrip(r)
+	if h.base == nil {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	return h.base.RoundTrip(r)
 }
 
 // get fetches u and returns the answer with its body read.

@@ -5,7 +5,6 @@ import (
 	"html"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -24,8 +23,6 @@ func implicitOP(t *testing.T, publicURL string, omitFormPost bool) *oidcprovider
 		Extra: map[string]any{"responseTypes": []string{"code", "id_token token"}},
 	})
 }
-
-var relayInput = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)">`)
 
 // TestOIDCProviderImplicit: the implicit grant end to end against
 // oidc-provider in both delivery modes, through an authgate process: the
@@ -74,7 +71,7 @@ routes:
 					t.Fatalf("relay page: %d %s", resp.StatusCode, relay)
 				}
 				fields = url.Values{}
-				for _, m := range relayInput.FindAllStringSubmatch(relay, -1) {
+				for _, m := range hidden.FindAllStringSubmatch(relay, -1) {
 					fields.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
 				}
 			} else {

@@ -126,7 +126,7 @@ func setIf(h http.Header, k string, v []string) {
 // slice has len = cap 1, so a header map that appends to one copies it
 // instead of writing into the shared array.
 type injected struct {
-	authorization, user, email, preferredUsername, groups []string
+	authorization, accessToken, user, email, preferredUsername, groups []string
 }
 
 func injectedFor(sess *session.Session) *injected {
@@ -142,6 +142,7 @@ func newInjected(sess *session.Session) any {
 	}
 	v := &injected{
 		authorization:     []string{"Bearer " + sess.Token.AccessToken.Reveal()},
+		accessToken:       []string{sess.Token.AccessToken.Reveal()},
 		user:              one(sess.UserName()),
 		email:             one(sess.Email),
 		preferredUsername: one(sess.PreferredUsername),

@@ -111,7 +111,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	h["Authorization"] = v.authorization
 	h["X-Auth-Request-Access-Token"] = emptyValue
 	if passToken {
-		h["X-Auth-Request-Access-Token"] = []string{sess.Token.AccessToken.Reveal()}
+		h["X-Auth-Request-Access-Token"] = v.accessToken
 	}
 	identity := on(rt.cfg.IdentityHeaders, true)
 	for _, hv := range [...]struct {
