@@ -35,7 +35,7 @@ func NewTransport() *http.Transport {
 func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httputil.ReverseProxy {
 	identity := on(rt.cfg.IdentityHeaders, true)
 	passHost := on(rt.cfg.PassHostHeader, true)
-	ours := []string{s.cookies.session, s.cookies.binding}
+	ours := append(s.sessionCookies(), s.cookies.binding)
 	var modify func(*http.Response) error
 	if rt.machine != nil {
 		modify = func(resp *http.Response) error { rt.machine.backendRefused(resp); return nil }

@@ -38,7 +38,7 @@ func callerBearer(h http.Header) string {
 // returns the session it stands for, carrying the token as is. A repeated
 // token costs a keyed hash and a map lookup.
 func (s *Server) authenticateBearer(w http.ResponseWriter, r *http.Request, rt *route, raw string) (*session.Session, bool, error) {
-	k := s.tokens.CallerKey(raw, rt.audience)
+	k := s.tokens.CallerKey(raw, rt.callerScope)
 	if sess, ok := s.tokens.Caller(k); ok {
 		if sess == nil {
 			return nil, false, s.refuseBearer(w, r, nil)

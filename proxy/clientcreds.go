@@ -25,7 +25,7 @@ func (s *Server) newClientCreds(rt *route) (*clientCreds, error) {
 	up := rt.up
 	cfg := up.Config()
 	req := upstream.ClientCredentialsRequest{Scopes: rt.cfg.Scopes, Audience: rt.cfg.Audience, Resource: rt.cfg.Resource}
-	key := session.MachineKey{Issuer: cfg.Issuer, ClientID: cfg.ClientID, Scopes: req.Scopes, Audience: req.Audience, Resource: req.Resource}
+	key := session.MachineKey{Issuer: serverID(cfg), ClientID: cfg.ClientID, Scopes: req.Scopes, Audience: req.Audience, Resource: req.Resource}
 	fetch := func(ctx context.Context) (*upstream.Token, error) {
 		tok, err := up.ClientCredentials(ctx, req)
 		if err == nil {

@@ -22,7 +22,7 @@ type codeFlow struct {
 // and the cookie is kept so the user is back as soon as the store is.
 func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *route) (*session.Session, bool, error) {
 	s := a.s
-	raw := cookieValue(r, s.cookies.session)
+	raw := cookieValue(r, rt.provider.cookie)
 	if raw == "" {
 		return nil, false, s.challenge(w, r, rt)
 	}
@@ -38,6 +38,13 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 	}
 	if err != nil {
 		return nil, false, err
+	}
+	if !rt.provider.owns(sess) {
+		// Another server's session under this server's cookie (the
+		// upstream's issuer changed, or a cookie was copied): its token is
+		// for another trust domain (SECURITY.md 30).
+		s.log.Debug("session cookie refused", "reason", "session of another authorization server", "upstream", rt.provider.label())
+		return nil, false, s.challenge(w, r, rt)
 	}
 	if sess.Token.RefreshToken.IsZero() {
 		// Nothing to renew with: the session lives as long as its token
@@ -144,8 +151,8 @@ var errSessionExpired = &pageError{status: http.StatusUnauthorized, title: "Sess
 // challenge answers an unauthenticated request: a browser navigation starts
 // a login, anything else gets 401 (an API client cannot follow a login).
 func (s *Server) challenge(w http.ResponseWriter, r *http.Request, rt *route) error {
-	if cookieValue(r, s.cookies.session) != "" {
-		s.clearCookie(w, s.cookies.session)
+	if cookieValue(r, rt.provider.cookie) != "" {
+		s.clearCookie(w, rt.provider.cookie)
 	}
 	if rt.cfg.Grant == GrantPassword {
 		return s.passwordChallenge(w, r)

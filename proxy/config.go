@@ -140,6 +140,12 @@ type Route struct {
 	// 9700, for servers that offer nothing else) or "client_credentials"
 	// (no caller credentials: the gateway injects its own token). Required.
 	Grant string `yaml:"grant"`
+	// Upstream names the authorization server of this route's grant: a
+	// key of the top-level `upstreams:` map. Default: the `upstream:`
+	// section. A route accepts only the sessions its own upstream issued,
+	// and a user may hold a session at each upstream at once (a cookie
+	// per upstream).
+	Upstream string `yaml:"upstream"`
 	// Scopes are requested for a client_credentials route's token.
 	// Default none.
 	Scopes []string `yaml:"scopes"`
@@ -353,6 +359,11 @@ func (r *Route) validate() error {
 		}
 		if r.ClientID != "" || !r.ClientSecret.IsZero() {
 			bad("client_id", "only for client_credentials routes (logins use upstream.client_id)")
+		}
+	}
+	if r.Upstream != "" {
+		if err := ValidUpstreamName(r.Upstream); err != nil {
+			bad("upstream", "%v", err)
 		}
 	}
 	if !r.ClientSecret.IsZero() && r.ClientID == "" {

@@ -51,11 +51,11 @@ func (s *Server) serveEndpoint(w http.ResponseWriter, r *http.Request, name stri
 	}
 }
 
-// currentSession loads the session of the request's cookie; nil without
-// error when there is none.
-func (s *Server) currentSession(r *http.Request) (*session.Session, session.Ticket, error) {
+// currentSession loads the request's session at p; nil without error when
+// there is none.
+func (s *Server) currentSession(r *http.Request, p *provider) (*session.Session, session.Ticket, error) {
 	var zero session.Ticket
-	ticket, err := s.sessions.DecodeTicket(cookieValue(r, s.cookies.session))
+	ticket, err := s.sessions.DecodeTicket(cookieValue(r, p.cookie))
 	if err != nil {
 		return nil, zero, nil
 	}
@@ -66,17 +66,21 @@ func (s *Server) currentSession(r *http.Request) (*session.Session, session.Tick
 	if err != nil {
 		return nil, zero, err
 	}
+	if !p.owns(sess) {
+		return nil, zero, nil
+	}
 	return sess, ticket, nil
 }
 
-// userinfo serves /oauth2/userinfo: the session's identity as JSON, never
-// its tokens (SECURITY.md 29).
+// userinfo serves /oauth2/userinfo: the identity of the session at the
+// authorization server of the route ?rd= names (default: the default
+// upstream's) as JSON, never its tokens (SECURITY.md 29).
 func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		s.fail(w, r, errMethod)
 		return
 	}
-	sess, _, err := s.currentSession(r)
+	sess, _, err := s.currentSession(r, s.providerFor(r.URL.Query().Get("rd")))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -101,20 +105,26 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 }
 
 // signOut serves /oauth2/sign_out. GET shows a confirmation page whose POST
-// carries a token bound to the session cookie, so a cross-site link or image
-// cannot log a user out (SECURITY.md 16). POST deletes the session
-// server-side, revokes the refresh token, clears the cookie and ends the
-// session at the authorization server when it supports RP-initiated logout.
+// carries a token bound to the session cookies it ends, so a cross-site
+// link or image cannot log a user out (SECURITY.md 16). POST deletes the
+// session server-side, revokes the refresh token, clears the cookie and
+// ends the session at the authorization server when it supports
+// RP-initiated logout. It ends the session at the server of the route rd
+// names (the default upstream's without one), or with all=true the
+// sessions at every server (RP-initiated logout still at rd's only).
 func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
-	raw := cookieValue(r, s.cookies.session)
-	rd := r.URL.Query().Get("rd") // the POST reads its own from the form
+	q := r.URL.Query() // the POST reads its own from the form
+	rd, all := q.Get("rd"), q.Get("all") == "true"
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		// Always a confirmation, even without a session here: a cross-site
 		// image must not send the browser to the server's end_session.
 		fields := map[string]string{"rd": s.safeRedirect(rd)}
-		if raw != "" {
-			fields["csrf"] = signOutToken(raw)
+		if all {
+			fields["all"] = "true"
+		}
+		if tok := s.signOutToken(r, s.signOutOf(rd, all)); tok != "" {
+			fields["csrf"] = tok
 		}
 		// CSP form-action also governs the redirect that answers the POST
 		// (Chromium blocks it otherwise): allow exactly where it will go.
@@ -128,24 +138,30 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 		if !s.parseForm(w, r) {
 			return
 		}
-		rd = r.PostForm.Get("rd")
-		if raw != "" && subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(signOutToken(raw))) != 1 ||
-			raw == "" && s.crossSiteWrite(r) {
+		rd, all = r.PostForm.Get("rd"), r.PostForm.Get("all") == "true"
+		ending := s.signOutOf(rd, all)
+		tok := s.signOutToken(r, ending)
+		if tok != "" && subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(tok)) != 1 ||
+			tok == "" && s.crossSiteWrite(r) {
 			s.fail(w, r, errCrossSite)
 			return
 		}
 		var idToken upstream.Secret
-		if raw != "" {
-			sess, err := s.endSession(r.Context(), s.signOutClient(rd), raw)
+		for _, p := range ending {
+			raw := cookieValue(r, p.cookie)
+			if raw == "" {
+				continue
+			}
+			sess, err := s.endSession(r.Context(), p, raw)
 			if err != nil {
 				s.fail(w, r, err) // the store is down: the session is not gone, say so
 				return
 			}
-			if sess != nil {
+			if sess != nil && p == ending[0] {
 				idToken = sess.Token.IDToken
 			}
 		}
-		s.finishSignOut(w, r, rd, idToken)
+		s.finishSignOut(w, r, ending, rd, idToken)
 	default:
 		s.fail(w, r, errMethod)
 	}
@@ -167,9 +183,25 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// endSession deletes the session server-side and revokes its refresh
-// token. It returns the session it ended, nil when there was none.
-func (s *Server) endSession(ctx context.Context, up *upstream.Client, raw string) (*session.Session, error) {
+// signOutOf lists the providers a sign-out ends: rd's first, then, with
+// all, every other.
+func (s *Server) signOutOf(rd string, all bool) []*provider {
+	first := s.providerFor(rd)
+	ps := []*provider{first}
+	if all {
+		for _, p := range s.providers {
+			if p != first {
+				ps = append(ps, p)
+			}
+		}
+	}
+	return ps
+}
+
+// endSession deletes the session at p server-side and revokes its refresh
+// token. It returns the session it ended, nil when there was none (or when
+// it was another server's, whose token p must not see).
+func (s *Server) endSession(ctx context.Context, p *provider, raw string) (*session.Session, error) {
 	ticket, err := s.sessions.DecodeTicket(raw)
 	if err != nil {
 		return nil, nil // nothing server-side to end
@@ -181,14 +213,17 @@ func (s *Server) endSession(ctx context.Context, up *upstream.Client, raw string
 	if err := s.sessions.Delete(ctx, ticket); err != nil {
 		return nil, err
 	}
+	if sess != nil && !p.owns(sess) {
+		return nil, nil
+	}
 	if sess != nil && !sess.Token.RefreshToken.IsZero() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := up.Revoke(rctx, sess.Token.RefreshToken, "refresh_token"); err != nil {
-			s.log.Warn("refresh token revocation failed", "error", err.Error())
+		if err := p.up.Revoke(rctx, sess.Token.RefreshToken, "refresh_token"); err != nil {
+			s.log.Warn("refresh token revocation failed", "upstream", p.label(), "error", err.Error())
 		}
 	}
-	s.log.Info("logout", "sub", subjectOf(sess))
+	s.log.Info("logout", "sub", subjectOf(sess), "upstream", p.label())
 	return sess, nil
 }
 
@@ -199,11 +234,16 @@ func subjectOf(s *session.Session) string {
 	return s.Subject
 }
 
-// finishSignOut clears the cookie and redirects: to the authorization
-// server's end_session_endpoint when it has one (with the ended session's
-// ID token as id_token_hint, which servers may require), else to rd.
-func (s *Server) finishSignOut(w http.ResponseWriter, r *http.Request, rd string, idToken upstream.Secret) {
-	s.clearCookie(w, s.cookies.session)
+// finishSignOut clears the ended providers' cookies and redirects: to the
+// first one's end_session_endpoint when it has one (with the ended
+// session's ID token as id_token_hint, which servers may require), else
+// to rd.
+func (s *Server) finishSignOut(w http.ResponseWriter, r *http.Request, ended []*provider, rd string, idToken upstream.Secret) {
+	for _, p := range ended {
+		if cookieValue(r, p.cookie) != "" || p == ended[0] {
+			s.clearCookie(w, p.cookie)
+		}
+	}
 	noStore(w.Header())
 	target, end := s.signOutRequest(r, rd, idToken)
 	if end != nil {
@@ -233,7 +273,7 @@ func (s *Server) signOutRequest(r *http.Request, rd string, idToken upstream.Sec
 	if target[0] == '/' {
 		abs = s.cfg.PublicURL + target
 	}
-	end, err := s.signOutClient(target).EndSession(r.Context(), abs, idToken)
+	end, err := s.providerFor(target).up.EndSession(r.Context(), abs, idToken)
 	if err != nil {
 		return target, nil
 	}
@@ -250,24 +290,23 @@ func origin(target string) string {
 	return u.Scheme + "://" + u.Host
 }
 
-// signOutClient is the authorization server to sign out of: the one of the
-// route that rd (where the user goes next) belongs to.
-func (s *Server) signOutClient(rd string) *upstream.Client {
-	target := s.safeRedirect(rd)
-	if target == "" {
-		target = "/"
-	}
-	if rt := s.loginRoute(target); rt != nil {
-		return rt.up
-	}
-	return s.routes[0].up
-}
-
 // signOutToken is the sign-out form's CSRF token: a hash of the HttpOnly
-// session cookie, which a cross-site page can neither read nor derive.
-func signOutToken(cookie string) string {
-	sum := sha256.Sum256([]byte("authgate sign-out\x00" + cookie))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+// session cookies of the providers it ends, which a cross-site page can
+// neither read nor derive; "" when the request has none of them.
+func (s *Server) signOutToken(r *http.Request, ending []*provider) string {
+	h := sha256.New()
+	h.Write([]byte("authgate sign-out\x00"))
+	found := false
+	for _, p := range ending {
+		if v := cookieValue(r, p.cookie); v != "" {
+			h.Write([]byte(p.cookie + "=" + v + "\x00"))
+			found = true
+		}
+	}
+	if !found {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
 }
 
 // parseTarget parses a redirect target already accepted by safeRedirect.

@@ -62,7 +62,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		fa.redirect = false
 	}
 	gw := &forwardAuthWriter{ResponseWriter: w, redirect: fa.redirect, signedIn: func() bool {
-		sess, _, err := s.currentSession(r)
+		sess, _, err := s.currentSession(r, s.providerFor(fa.target))
 		return err == nil && sess != nil
 	}}
 	noStore(w.Header())

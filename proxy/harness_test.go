@@ -139,6 +139,9 @@ type gatewayOptions struct {
 	// logInfo logs at info level to nowhere (benchmarks), not at debug
 	// level to e.logs.
 	logInfo bool
+	// upstreams are further authorization servers by name (Deps.Upstreams),
+	// sharing discovery and keys with the default one as in production.
+	upstreams map[string]upstream.Config
 }
 
 // gateway starts a gateway over e's store and authorization server.
@@ -180,11 +183,21 @@ func (e *env) gateway(o gatewayOptions) *gateway {
 	if o.logInfo {
 		log = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	up, err := upstream.New(uc, upstream.Deps{Now: e.clock.Now, Logger: log})
+	shared := &upstream.Shared{}
+	up, err := upstream.New(uc, upstream.Deps{Now: e.clock.Now, Logger: log, Shared: shared})
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
 	}
-	srv, err := proxy.New(pc, proxy.Deps{Upstream: up, Sessions: sessions, Logger: log, Now: e.clock.Now})
+	var named map[string]*upstream.Client
+	for name, c := range o.upstreams {
+		if named == nil {
+			named = map[string]*upstream.Client{}
+		}
+		if named[name], err = upstream.New(c, upstream.Deps{Now: e.clock.Now, Logger: log, Shared: shared}); err != nil {
+			t.Fatalf("upstreams.%s: %v", name, err)
+		}
+	}
+	srv, err := proxy.New(pc, proxy.Deps{Upstream: up, Upstreams: named, Sessions: sessions, Logger: log, Now: e.clock.Now})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
 	}

@@ -111,10 +111,6 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 			message: "This request needs a signed-in session; open the application in a browser to sign in."})
 		return
 	}
-	// No session fixation: whatever session cookie came in is dropped.
-	if cookieValue(r, s.cookies.session) != "" {
-		s.clearCookie(w, s.cookies.session)
-	}
 	rd := r.URL.Query().Get("rd")
 	if rd == "" {
 		// nginx's error_page 401 = /oauth2/start cannot escape the
@@ -130,6 +126,11 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 	if rt == nil {
 		s.fail(w, r, errNoRoute)
 		return
+	}
+	// No session fixation: whatever session cookie of this server came
+	// in is dropped (the sessions at other servers stay).
+	if cookieValue(r, rt.provider.cookie) != "" {
+		s.clearCookie(w, rt.provider.cookie)
 	}
 	if err := s.startLogin(w, r, rt, target, false); err != nil {
 		// No login began (the store is down, say): the session cookie is
@@ -291,7 +292,7 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request, rt *route, 
 		s.fail(w, r, errLoginFailed.withCause(err))
 		return
 	}
-	if err := s.beginSession(w, r, login); err != nil {
+	if err := s.beginSession(w, r, rt, login); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -308,6 +309,7 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request, rt *route, 
 // sessionFrom is the session a completed login starts.
 func sessionFrom(login *upstream.Login) (*session.Session, error) {
 	s := identitySession(login.Identity, *login.Token)
+	s.SessionID = login.Identity.SessionID
 	if len(login.Identity.Claims) > 0 {
 		var err error
 		if s.Claims, err = json.Marshal(login.Identity.Claims); err != nil {
@@ -332,16 +334,20 @@ func identitySession(id *upstream.Identity, tok upstream.Token) *session.Session
 	}
 }
 
-// beginSession stores the session of a completed login (any grant) under a
-// new ticket and sets its cookie. A previous session of this browser ends
-// here: a new ticket for every login (SECURITY.md 14).
-func (s *Server) beginSession(w http.ResponseWriter, r *http.Request, login *upstream.Login) error {
+// beginSession stores the session of a completed login (any grant) at rt's
+// authorization server under a new ticket and sets that server's cookie.
+// A previous session of this browser at that server ends here: a new
+// ticket for every login (SECURITY.md 14); its sessions at other servers
+// stay.
+func (s *Server) beginSession(w http.ResponseWriter, r *http.Request, rt *route, login *upstream.Login) error {
 	sess, err := sessionFrom(login)
 	if err != nil {
 		return err
 	}
+	rt.provider.stamp(sess)
+	cookie := rt.provider.cookie
 	ctx := r.Context()
-	if old, err := s.sessions.DecodeTicket(cookieValue(r, s.cookies.session)); err == nil {
+	if old, err := s.sessions.DecodeTicket(cookieValue(r, cookie)); err == nil {
 		_ = s.sessions.Delete(ctx, old)
 	}
 	ticket, err := s.sessions.Create(ctx, sess)
@@ -352,7 +358,7 @@ func (s *Server) beginSession(w http.ResponseWriter, r *http.Request, login *ups
 	if err != nil {
 		return err
 	}
-	s.setCookie(w, s.cookies.session, value, s.sessions.Config().MaxLifetime)
+	s.setCookie(w, cookie, value, s.sessions.Config().MaxLifetime)
 	return nil
 }
 

@@ -234,7 +234,7 @@ func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err == nil {
-		err = s.beginSession(w, r, login)
+		err = s.beginSession(w, r, rt, login)
 	}
 	if err != nil {
 		s.fail(w, r, err)

@@ -25,8 +25,14 @@ import (
 
 // Deps are the Server's collaborators.
 type Deps struct {
-	// Upstream is the authorization server client; each route holds it.
+	// Upstream is the default authorization server's client (the
+	// `upstream:` section): the routes that name no other use it.
+	// Required.
 	Upstream *upstream.Client
+	// Upstreams are the further authorization servers by name (the
+	// `upstreams:` map), for the routes whose `upstream` key names them.
+	// Nil: none.
+	Upstreams map[string]*upstream.Client
 	// Sessions stores sessions and pending logins. Required.
 	Sessions *session.Manager
 	// Logger receives access and error logs. Nil: discards.
@@ -48,6 +54,9 @@ type Server struct {
 	log         *slog.Logger
 	now         func() time.Time
 	cookies     cookieNames
+	// providers are the authorization servers browser sessions come from,
+	// the default first.
+	providers []*provider
 	// endpoints is Prefix + "/", precomputed for the hot path.
 	endpoints string
 	// authEndpoint is the forward-auth endpoint, Prefix + "/auth".
@@ -84,12 +93,19 @@ type route struct {
 	proxy   *httputil.ReverseProxy
 	auth    authenticator
 	public  []string // public path prefixes (validated clean)
-	// up is the authorization server of this route's grant: a value the
-	// route holds, so routes may name different servers.
+	// up is the authorization server client of this route's grant: its
+	// provider's, or another client id's at the same server.
 	up *upstream.Client
+	// provider is the authorization server the route's sessions come
+	// from, with their cookie.
+	provider *provider
 	// audience is what a caller token must be for on this route: the
 	// route's audience, else its resource, else the client id.
 	audience string
+	// callerScope keys the caller tokens validated for this route: the
+	// audience and the server, so a token one server vouched for is not
+	// taken on another server's route from the cache.
+	callerScope string
 	// machine is the client credentials authenticator; nil on other grants.
 	machine *clientCreds
 }
@@ -162,8 +178,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		transport = t
 	}
+	if s.providers, err = newProviders(deps.Upstream, deps.Upstreams, s.cookies.session); err != nil {
+		return nil, err
+	}
 	for i, rc := range cfg.Routes {
-		rt, err := s.newRoute(i, rc, deps.Upstream, transport)
+		p := s.provider(rc.Upstream)
+		if p == nil {
+			return nil, fmt.Errorf("routes[%d].upstream: no upstream named %q (defined under upstreams: %s)", i, rc.Upstream, upstreamNames(deps.Upstreams))
+		}
+		rt, err := s.newRoute(i, rc, p, transport)
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d]: %w", i, err)
 		}
@@ -172,24 +195,26 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) newRoute(i int, rc Route, up *upstream.Client, transport http.RoundTripper) (*route, error) {
+func (s *Server) newRoute(i int, rc Route, p *provider, transport http.RoundTripper) (*route, error) {
 	backend, err := url.Parse(rc.Backend)
 	if err != nil {
 		return nil, err
 	}
+	up := p.up
 	if rc.ClientID != "" {
 		if up, err = up.ForClient(rc.ClientID, rc.ClientSecret); err != nil {
 			return nil, fmt.Errorf("client_id: %w", err)
 		}
 	}
-	rt := &route{index: i, cfg: rc, backend: backend, public: rc.PublicPaths, up: up}
+	rt := &route{index: i, cfg: rc, backend: backend, public: rc.PublicPaths, up: up, provider: p}
 	rt.audience = cmp.Or(rc.Audience, rc.Resource, up.Config().ClientID)
+	rt.callerScope = rt.audience + "\x00" + serverID(up.Config())
 	switch rc.Grant {
 	case GrantImplicit:
 		if !slices.Contains(up.Config().Scopes, "openid") {
 			// Without an ID token nothing binds the access token to this
 			// login: anyone's token from any client would sign in.
-			return nil, errors.New("grant: implicit needs scope openid in upstream.scopes (its ID token, nonce and at_hash bind the access token to this login)")
+			return nil, fmt.Errorf("grant: implicit needs scope openid in %s.scopes (its ID token, nonce and at_hash bind the access token to this login)", p.section())
 		}
 		rt.auth = &codeFlow{s: s}
 	case GrantAuthorizationCode, GrantPassword:

@@ -38,6 +38,16 @@ type Session struct {
 	CreatedAt time.Time
 	// LastSeen is when the session was last used; it starts the idle timeout.
 	LastSeen time.Time
+	// Upstream names the authorization server that issued the session: its
+	// key under `upstreams:`, or "" for the default (`upstream:`). A route
+	// accepts only its own upstream's sessions (SECURITY.md 30).
+	Upstream string
+	// Issuer is that server's issuer identifier at login; empty for a
+	// server configured without one.
+	Issuer string
+	// SessionID is the ID token's "sid" claim, the server's login session
+	// (OpenID Connect Front- and Back-Channel Logout); empty without one.
+	SessionID string
 
 	// derived memoises values computed from the session (Derived), shared
 	// by the copies the session cache hands out; never stored.
@@ -79,12 +89,15 @@ func (s *Session) UserName() string {
 //	   EmailVerified), the group count and groups, Claims, AccessToken,
 //	   TokenType, RefreshToken, IDToken, Scope, then the times Expiry,
 //	   Issued, CreatedAt, LastSeen as varint Unix nanoseconds (0: zero).
+//	3: binary, written now: version 2 followed by the strings Upstream,
+//	   Issuer and SessionID.
 //
 // The binary form decodes with two allocations (one string holding every
 // field, the groups) where JSON took dozens, and is a third smaller.
 const (
-	wireJSON   byte = 1
-	wireBinary byte = 2
+	wireJSON     byte = 1
+	wireBinaryV2 byte = 2
+	wireBinary   byte = 3
 )
 
 // wireSession is the JSON form of a Session (version 1). Times are Unix
@@ -114,11 +127,15 @@ type wireSession struct {
 func marshalSession(s *Session) ([]byte, error) {
 	strs := [...]string{s.Subject, s.User, s.Email, s.Name, s.PreferredUsername}
 	toks := [...]string{s.Token.AccessToken.Reveal(), s.Token.TokenType, s.Token.RefreshToken.Reveal(), s.Token.IDToken.Reveal(), s.Token.Scope}
+	origin := [...]string{s.Upstream, s.Issuer, s.SessionID}
 	n := 1 + 1 + 4*binary.MaxVarintLen64 + binary.MaxVarintLen32 + len(s.Claims) + binary.MaxVarintLen32
 	for _, v := range strs {
 		n += len(v) + binary.MaxVarintLen32
 	}
 	for _, v := range toks {
+		n += len(v) + binary.MaxVarintLen32
+	}
+	for _, v := range origin {
 		n += len(v) + binary.MaxVarintLen32
 	}
 	for _, g := range s.Groups {
@@ -145,6 +162,9 @@ func marshalSession(s *Session) ([]byte, error) {
 	for _, t := range [...]time.Time{s.Token.Expiry, s.Token.Issued, s.CreatedAt, s.LastSeen} {
 		b = binary.AppendVarint(b, unixNano(t))
 	}
+	for _, v := range origin {
+		b = appendString(b, v)
+	}
 	return b, nil
 }
 
@@ -159,8 +179,8 @@ func unmarshalSession(b []byte) (*Session, error) {
 		return nil, errOpen
 	}
 	switch b[0] {
-	case wireBinary:
-		return unmarshalBinary(b[1:])
+	case wireBinary, wireBinaryV2:
+		return unmarshalBinary(b[1:], b[0])
 	case wireJSON:
 		return unmarshalJSON(b[1:])
 	}
@@ -225,7 +245,7 @@ func (r *wireReader) byte() byte {
 	return c
 }
 
-func unmarshalBinary(b []byte) (*Session, error) {
+func unmarshalBinary(b []byte, version byte) (*Session, error) {
 	r := &wireReader{all: string(b)}
 	s := &Session{Subject: r.str(), User: r.str(), Email: r.str(), Name: r.str(), PreferredUsername: r.str()}
 	s.EmailVerified = r.byte()&1 != 0
@@ -249,6 +269,9 @@ func unmarshalBinary(b []byte) (*Session, error) {
 	s.Token.Issued = fromUnixNano(r.varint())
 	s.CreatedAt = fromUnixNano(r.varint())
 	s.LastSeen = fromUnixNano(r.varint())
+	if version >= wireBinary {
+		s.Upstream, s.Issuer, s.SessionID = r.str(), r.str(), r.str()
+	}
 	if r.bad || r.pos != len(r.all) {
 		return nil, errOpen
 	}

@@ -15,6 +15,7 @@ func TestWireRoundTrip(t *testing.T) {
 	in.Token.Issued = time.Unix(0, 1700000000123456789)
 	in.CreatedAt = time.Unix(0, 1700000000000000001)
 	in.LastSeen = time.Unix(0, -5) // negative varints too
+	in.Upstream, in.Issuer, in.SessionID = "customers", "https://login.customers.example", "sid-1"
 	b, err := marshalSession(in)
 	if err != nil {
 		t.Fatal(err)
@@ -39,9 +40,21 @@ func TestWireRoundTrip(t *testing.T) {
 		RefreshToken: in.Token.RefreshToken.Reveal(), IDToken: in.Token.IDToken.Reveal(), Expiry: in.Token.Expiry.UnixNano(),
 		Issued: in.Token.Issued.UnixNano(), Scope: in.Token.Scope, CreatedAt: in.CreatedAt.UnixNano(), LastSeen: in.LastSeen.UnixNano()}
 	j, _ := json.Marshal(&w)
+	// Records of earlier releases carry no origin: the default upstream's.
+	legacy := *in
+	legacy.Upstream, legacy.Issuer, legacy.SessionID = "", "", ""
 	old, err := unmarshalSession(append([]byte{wireJSON}, j...))
-	if err != nil || !equalSessions(in, old) {
-		t.Errorf("a version 1 (JSON) record: %v\n got %#v\nwant %#v", err, old, in)
+	if err != nil || !equalSessions(&legacy, old) {
+		t.Errorf("a version 1 (JSON) record: %v\n got %#v\nwant %#v", err, old, &legacy)
+	}
+	// Version 2 is version 3 without the three origin strings.
+	v2 := mustMarshal(t, &legacy)
+	v2 = append([]byte{wireBinaryV2}, v2[1:len(v2)-3]...)
+	if old, err := unmarshalSession(v2); err != nil || !equalSessions(&legacy, old) {
+		t.Errorf("a version 2 record: %v\n got %#v\nwant %#v", err, old, &legacy)
+	}
+	if _, err := unmarshalSession(append(v2, 0, 0, 0)); err == nil {
+		t.Error("a version 2 record with version 3's fields decoded")
 	}
 	if len(b) >= len(j) {
 		t.Errorf("binary form %d bytes, JSON %d: want smaller", len(b), len(j))
@@ -104,7 +117,7 @@ func FuzzUnmarshalSession(f *testing.F) {
 	f.Add([]byte{wireJSON, '{', '}'})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := unmarshalSession(data)
-		if err != nil || data[0] != wireBinary {
+		if err != nil || data[0] != wireBinary && data[0] != wireBinaryV2 {
 			return
 		}
 		again, err := unmarshalSession(mustMarshal(t, s))

@@ -62,7 +62,7 @@ func (c *Client) VerifyAccessToken(ctx context.Context, raw, audience string) (*
 	_, err := p.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		typ, _ = t.Header["typ"].(string)
 		kid, _ := t.Header["kid"].(string)
-		return c.keys.lookup(ctx, kid, t.Method.Alg())
+		return c.srv.keys.lookup(ctx, kid, t.Method.Alg())
 	})
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {

@@ -14,8 +14,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -48,6 +46,9 @@ type Deps struct {
 	Now func() time.Time
 	// Logger receives discovery and key-set events. Nil: discards.
 	Logger *slog.Logger
+	// Shared lets Clients of the same authorization server share its
+	// metadata and keys. Nil: this Client keeps its own.
+	Shared *Shared
 }
 
 // Client talks to one authorization server. It is safe for concurrent use
@@ -58,13 +59,9 @@ type Client struct {
 	http *http.Client
 	now  func() time.Time
 	log  *slog.Logger
-	keys *keySet
-
-	metaMu      sync.Mutex
-	meta        *Metadata // nil until discovery succeeded
-	metaFailed  time.Time // last failed discovery, for back-off
-	metaErr     error
-	metaFlights singleflight.Group
+	// srv is the server's metadata and keys, shared with the other
+	// Clients of Deps.Shared that discover alike.
+	srv *server
 
 	// Warnings given once per process: each names a setting to fix.
 	noRefreshWarning, userClaimWarning sync.Once
@@ -97,7 +94,11 @@ func New(cfg Config, deps Deps) (*Client, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	c.keys = newKeySet(c)
+	if deps.Shared != nil {
+		c.srv = deps.Shared.server(c)
+	} else {
+		c.srv = newServer(c)
+	}
 	return c, nil
 }
 

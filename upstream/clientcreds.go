@@ -53,5 +53,10 @@ func (c *Client) ForClient(id string, secret Secret) (*Client, error) {
 	cfg.ClientID, cfg.ClientSecret = id, secret
 	cfg.PrivateKeyFile, cfg.PrivateKeyID, cfg.PrivateKeyAlgorithm, cfg.ClientAssertionFile, cfg.ClientAssertionAudience = "", "", "", "", ""
 	cfg.TLSClientCertFile, cfg.TLSClientKeyFile = "", ""
-	return New(cfg, Deps{HTTPClient: c.http, Now: c.now, Logger: c.log})
+	other, err := New(cfg, Deps{HTTPClient: c.http, Now: c.now, Logger: c.log})
+	if err != nil {
+		return nil, err
+	}
+	other.srv = c.srv // the same server: one discovery, one key set
+	return other, nil
 }

@@ -52,26 +52,27 @@ const discoveryRetry = 2 * time.Second
 // Metadata returns the server's metadata: discovered once and cached, with
 // every endpoint set in Config taking precedence.
 func (c *Client) Metadata(ctx context.Context) (*Metadata, error) {
-	c.metaMu.Lock()
-	m, failed, ferr := c.meta, c.metaFailed, c.metaErr
-	c.metaMu.Unlock()
+	srv := c.srv
+	srv.metaMu.Lock()
+	m, failed, ferr := srv.meta, srv.metaFailed, srv.metaErr
+	srv.metaMu.Unlock()
 	if m != nil {
 		return m, nil
 	}
 	if ferr != nil && c.now().Sub(failed) < discoveryRetry {
 		return nil, ferr
 	}
-	v, err, _ := c.metaFlights.Do("meta", func() (any, error) {
+	v, err, _ := srv.metaFlights.Do("meta", func() (any, error) {
 		// Detach from the first caller's cancellation: the result is shared.
 		ctx := context.WithoutCancel(ctx)
 		m, err := c.discover(ctx)
-		c.metaMu.Lock()
-		defer c.metaMu.Unlock()
+		srv.metaMu.Lock()
+		defer srv.metaMu.Unlock()
 		if err != nil {
-			c.metaFailed, c.metaErr = c.now(), err
+			srv.metaFailed, srv.metaErr = c.now(), err
 			return nil, err
 		}
-		c.meta, c.metaErr = m, nil
+		srv.meta, srv.metaErr = m, nil
 		return m, nil
 	})
 	if err != nil {

@@ -40,6 +40,7 @@ type jwk struct {
 	key any    // *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
 }
 
+// newKeySet returns a key set fetched through c.
 func newKeySet(c *Client) *keySet { return &keySet{c: c} }
 
 // errUnknownKey is wrapped when no key in the set matches a token.

@@ -40,6 +40,9 @@ type Identity struct {
 	// Claims are the remaining claims, protocol claims (iss, aud, exp,
 	// nonce, at_hash, ...) removed.
 	Claims map[string]any
+	// SessionID is the ID token's "sid" claim: the login session at the
+	// server, which front- and back-channel logout name. Empty when absent.
+	SessionID string
 }
 
 // protocolClaims are not identity and are dropped from Identity.Claims.
@@ -101,7 +104,7 @@ func (c *Client) parseJWT(ctx context.Context, raw string) (jwt.MapClaims, strin
 	_, err := p.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		alg = t.Method.Alg()
 		kid, _ := t.Header["kid"].(string)
-		return c.keys.lookup(ctx, kid, alg)
+		return c.srv.keys.lookup(ctx, kid, alg)
 	})
 	if err != nil {
 		return nil, "", err
@@ -142,6 +145,7 @@ func (c *Client) identityFrom(claims map[string]any) *Identity {
 		Name:              str("name"),
 		PreferredUsername: str("preferred_username"),
 		Groups:            claimStrings(claims, mapped.Groups),
+		SessionID:         str("sid"),
 	}
 	id.User, _ = lookupClaim(claims, mapped.User).(string)
 	id.Email, _ = lookupClaim(claims, mapped.Email).(string)

@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,8 +26,12 @@ type fileConfig struct {
 	proxy.Config `yaml:",inline"`
 	// Log configures the process log.
 	Log logConfig `yaml:"log"`
-	// Upstream is the authorization server.
+	// Upstream is the default authorization server: the routes that name
+	// no other use it.
 	Upstream upstream.Config `yaml:"upstream"`
+	// Upstreams are further authorization servers by name, for the routes
+	// whose `upstream` key names them; each has the keys of Upstream.
+	Upstreams map[string]upstream.Config `yaml:"upstreams"`
 	// Session is where sessions live and how the cookie is made.
 	Session session.Config `yaml:"session"`
 }
@@ -103,11 +109,16 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, 
 	cfg.Config.SetDefaults()
 	cfg.Log.setDefaults()
 	cfg.Upstream.SetDefaults()
+	for name, u := range cfg.Upstreams {
+		u.SetDefaults()
+		cfg.Upstreams[name] = u
+	}
 	cfg.Session.SetDefaults()
 	var errs []error
 	errs = appendPrefixed(errs, "", cfg.Config.Validate())
 	errs = appendPrefixed(errs, "log.", cfg.Log.validate())
 	errs = appendPrefixed(errs, "upstream.", cfg.Upstream.Validate())
+	errs = append(errs, cfg.validateUpstreams()...)
 	errs = appendPrefixed(errs, "session.", cfg.Session.Validate())
 	if err := cookieDomainCovers(cfg.Config.PublicURL, cfg.Session.Cookie.Domain); err != nil {
 		errs = append(errs, err)
@@ -116,6 +127,30 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, 
 		return nil, &configError{errs}
 	}
 	return cfg, nil
+}
+
+// validateUpstreams checks every entry of upstreams: and that each route's
+// upstream key names one of them.
+func (c *fileConfig) validateUpstreams() []error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(c.Upstreams)) {
+		if err := proxy.ValidUpstreamName(name); err != nil {
+			errs = append(errs, fmt.Errorf("upstreams.%s: %w", name, err))
+			continue
+		}
+		u := c.Upstreams[name]
+		errs = appendPrefixed(errs, "upstreams."+name+".", u.Validate())
+	}
+	for i, rt := range c.Routes {
+		if _, ok := c.Upstreams[rt.Upstream]; rt.Upstream != "" && !ok {
+			defined := "none are defined"
+			if len(c.Upstreams) > 0 {
+				defined = "defined: " + strings.Join(slices.Sorted(maps.Keys(c.Upstreams)), ", ")
+			}
+			errs = append(errs, fmt.Errorf("routes[%d].upstream: no upstream named %q under upstreams: (%s)", i, rt.Upstream, defined))
+		}
+	}
+	return errs
 }
 
 // cookieDomainCovers checks that browsers will keep a session cookie with

@@ -47,6 +47,24 @@ func TestValidConfig(t *testing.T) {
 	}
 }
 
+// TestSeveralUpstreamsConfig: upstreams: entries get upstream:'s defaults
+// and routes may name them.
+func TestSeveralUpstreamsConfig(t *testing.T) {
+	yaml := strings.Replace(validConfig, "    grant: authorization_code", "    grant: authorization_code\n    upstream: customers", 1) +
+		"upstreams:\n  customers:\n    issuer: \"https://login.customers.example\"\n    client_id: portal\n    client_secret: \"${TEST_CLIENT_SECRET}\"\n"
+	cfg, err := parseConfig([]byte(yaml), env(nil))
+	if err != nil {
+		t.Fatalf("config with upstreams refused: %v", err)
+	}
+	c := cfg.Upstreams["customers"]
+	if c.ClientID != "portal" || c.ClientSecret.Reveal() != "s3cr3t-client" || len(c.Scopes) != 3 || c.ClientAuth != "client_secret_basic" {
+		t.Errorf("upstreams.customers: got client_id %q scopes %v client_auth %q; want portal, the default scopes, client_secret_basic", c.ClientID, c.Scopes, c.ClientAuth)
+	}
+	if cfg.Routes[0].Upstream != "customers" {
+		t.Errorf("routes[0].upstream: got %q", cfg.Routes[0].Upstream)
+	}
+}
+
 // TestAuthorizationParamsExpand: ${VAR} works inside map values too.
 func TestAuthorizationParamsExpand(t *testing.T) {
 	yaml := strings.Replace(validConfig, `  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params:\n    audience: \"${TEST_AUDIENCE}\"\n    prompt: consent", 1)
@@ -125,6 +143,13 @@ func TestBrokenConfigs(t *testing.T) {
 		{"unknown claims key", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  claims: {usr: email}"), []string{"upstream.claims.usr: unknown key", `did you mean "user"`}},
 		{"cookie domain not covering public_url", replace(`    secret: "${TEST_COOKIE_SECRET}"`, `    secret: "${TEST_COOKIE_SECRET}"`+"\n    domain: .example.org"), []string{"session.cookie.domain:", `does not cover public_url's host "app.example.com"`}},
 		{"forward_auth typo", validConfig + "forward_auth: {redirekt: true}\n", []string{"forward_auth.redirekt: unknown key", `did you mean "redirect"`}},
+		{"route naming an unknown upstream", replace("    grant: authorization_code", "    grant: authorization_code\n    upstream: customers"), []string{`routes[0].upstream: no upstream named "customers" under upstreams: (none are defined)`}},
+		{"route naming a misspelt upstream", replace("    grant: authorization_code", "    grant: authorization_code\n    upstream: custmers") + "upstreams:\n  customers: {issuer: \"https://login.customers.example\", client_id: portal}\n", []string{`routes[0].upstream: no upstream named "custmers"`, "defined: customers"}},
+		{"upstream named default", validConfig + "upstreams:\n  default: {issuer: \"https://idp.example.com\", client_id: x}\n", []string{"upstreams.default:", "names the upstream: section"}},
+		{"bad upstream name", validConfig + "upstreams:\n  Customers.EU: {issuer: \"https://idp.example.com\", client_id: x}\n", []string{"upstreams.Customers.EU:", "not a valid upstream name"}},
+		{"named upstream problems", validConfig + "upstreams:\n  customers: {issuer: \"http://login.customers.example\", client_secret: \"${NOT_SET_ANYWHERE}\"}\n", []string{"upstreams.customers.client_secret: environment variable NOT_SET_ANYWHERE is not set"}},
+		{"named upstream invalid", validConfig + "upstreams:\n  customers: {issuer: \"http://login.customers.example\"}\n", []string{"upstreams.customers.issuer: plain http", "upstreams.customers.client_id: required"}},
+		{"named upstream unknown key", validConfig + "upstreams:\n  customers: {isuer: \"https://login.customers.example\", client_id: x}\n", []string{"upstreams.customers.isuer: unknown key", `did you mean "issuer"`}},
 		{"several problems at once", replace(`"http://127.0.0.1:8080"`, `"nope"`) + "lisen: x\n", []string{"lisen: unknown key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

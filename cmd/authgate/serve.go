@@ -21,8 +21,9 @@ const shutdownGrace = 25 * time.Second
 type gateway struct {
 	server *proxy.Server
 	closer func() error
-	up     *upstream.Client
-	store  session.Store
+	// ups are the authorization servers by name, "default" for upstream:.
+	ups   map[string]*upstream.Client
+	store session.Store
 }
 
 // build wires the packages from cfg.
@@ -37,17 +38,30 @@ func build(cfg *fileConfig, log *slog.Logger) (*gateway, error) {
 		return nil, &configError{[]error{fmt.Errorf("session: %w", err)}}
 	}
 	closer := func() error { sessions.Close(); return closeStore() }
-	up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: log.With("component", "upstream")})
+	// Upstreams of one server share its metadata and keys.
+	shared := &upstream.Shared{}
+	ulog := log.With("component", "upstream")
+	up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: ulog.With("upstream", proxy.DefaultUpstream), Shared: shared})
 	if err != nil {
 		closer()
 		return nil, &configError{[]error{fmt.Errorf("upstream: %w", err)}}
 	}
-	srv, err := proxy.New(cfg.Config, proxy.Deps{Upstream: up, Sessions: sessions, Logger: log})
+	ups := map[string]*upstream.Client{proxy.DefaultUpstream: up}
+	named := make(map[string]*upstream.Client, len(cfg.Upstreams))
+	for name, ucfg := range cfg.Upstreams {
+		c, err := upstream.New(ucfg, upstream.Deps{Logger: ulog.With("upstream", name), Shared: shared})
+		if err != nil {
+			closer()
+			return nil, &configError{[]error{fmt.Errorf("upstreams.%s: %w", name, err)}}
+		}
+		named[name], ups[name] = c, c
+	}
+	srv, err := proxy.New(cfg.Config, proxy.Deps{Upstream: up, Upstreams: named, Sessions: sessions, Logger: log})
 	if err != nil {
 		closer()
 		return nil, &configError{[]error{err}}
 	}
-	return &gateway{server: srv, closer: closer, up: up, store: store}, nil
+	return &gateway{server: srv, closer: closer, ups: ups, store: store}, nil
 }
 
 // serve runs the gateway until ctx ends, then drains in-flight requests.
@@ -88,11 +102,13 @@ func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger) error {
 // logging progress while either is not there yet, so an operator sees why
 // /readyz fails. Requests are served meanwhile.
 func (g *gateway) warmUp(ctx context.Context, log *slog.Logger) {
-	go func() {
-		if err := g.up.Discover(ctx); err == nil {
-			log.Info("authorization server ready")
-		}
-	}()
+	for name, up := range g.ups {
+		go func() {
+			if err := up.Discover(ctx); err == nil {
+				log.Info("authorization server ready", "upstream", name)
+			}
+		}()
+	}
 	delay := 500 * time.Millisecond
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
