@@ -27,8 +27,10 @@ type Manager struct {
 	// cache holds recently loaded sessions (nil when off); bcast carries
 	// its invalidations to the other replicas (nil for a store of one
 	// process).
-	cache  *sessionCache
-	bcast  Broadcaster
+	cache *sessionCache
+	bcast Broadcaster
+	// idx finds sessions by user and by the server's session id.
+	idx    *sessionIndex
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -57,6 +59,9 @@ func NewManager(cfg Config, store Store, now func() time.Time) (*Manager, error)
 		return nil, err
 	}
 	if m.bindings, err = newCodec(cfg.Cookie.Name+bindingSuffix, cfg.LoginTimeout, secrets); err != nil {
+		return nil, err
+	}
+	if m.idx, err = newSessionIndex(secrets); err != nil {
 		return nil, err
 	}
 	m.bcast, _ = store.(Broadcaster)
@@ -121,6 +126,12 @@ func (m *Manager) Create(ctx context.Context, s *Session) (Ticket, error) {
 		return Ticket{}, err
 	}
 	if err := m.store.Set(ctx, key, record, ttl); err != nil {
+		return Ticket{}, fmt.Errorf("session: create: %w", err)
+	}
+	// A session the index does not list could not be ended by a logout
+	// that names its user: it does not begin.
+	if err := m.index(ctx, t, s); err != nil {
+		_ = m.store.Delete(ctx, key)
 		return Ticket{}, fmt.Errorf("session: create: %w", err)
 	}
 	return t, nil

@@ -84,21 +84,26 @@ func (c *Client) VerifyIDToken(ctx context.Context, raw Secret, wantNonce Secret
 
 // parseJWT verifies a JWT's signature and its iss, aud and exp claims.
 func (c *Client) parseJWT(ctx context.Context, raw string) (jwt.MapClaims, string, error) {
+	return c.parseJWTWith(ctx, raw, jwt.WithExpirationRequired())
+}
+
+// parseJWTWith verifies a JWT's signature, iss, aud, iat (when present) and
+// exp (when present; opts may require it).
+func (c *Client) parseJWTWith(ctx context.Context, raw string, opts ...jwt.ParserOption) (jwt.MapClaims, string, error) {
 	if len(raw) > maxTokenSize {
 		return nil, "", fmt.Errorf("token larger than %d bytes", maxTokenSize)
 	}
 	if strings.Count(raw, ".") != 2 {
 		return nil, "", fmt.Errorf("not a compact JWS")
 	}
-	p := jwt.NewParser(
+	p := jwt.NewParser(append([]jwt.ParserOption{
 		jwt.WithValidMethods(c.cfg.IDTokenAlgorithms),
 		jwt.WithIssuer(c.cfg.Issuer),
 		jwt.WithAudience(c.cfg.ClientID),
-		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(c.cfg.ClockSkew),
 		jwt.WithTimeFunc(c.now),
-	)
+	}, opts...)...)
 	var alg string
 	claims := jwt.MapClaims{}
 	_, err := p.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
