@@ -46,6 +46,10 @@ func (s *Server) serveEndpoint(w http.ResponseWriter, r *http.Request, name stri
 		s.login(w, r)
 	case "/implicit":
 		s.implicit(w, r)
+	case "/backchannel_logout":
+		s.backChannelLogout(w, r)
+	case "/frontchannel_logout":
+		s.frontChannelLogout(w, r)
 	default:
 		s.fail(w, r, errNoPage)
 	}

@@ -50,6 +50,10 @@ func TestPassword(t *testing.T) {
 
 			// The identity is built exactly as the code flow builds it.
 			code, _ := login(t, c)
+			if l.Identity.SessionID == "" || l.Identity.SessionID == code.Identity.SessionID {
+				t.Errorf("SessionID: password %q, code flow %q; want two login sessions", l.Identity.SessionID, code.Identity.SessionID)
+			}
+			l.Identity.SessionID = code.Identity.SessionID // each login its own
 			if !reflect.DeepEqual(l.Identity, code.Identity) {
 				t.Errorf("Identity: got %+v, want the code flow's %+v", l.Identity, code.Identity)
 			}

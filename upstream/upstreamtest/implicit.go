@@ -123,7 +123,7 @@ func (s *Server) checkResponseMode(form url.Values, req *authRequest, def string
 // token is issued (RFC 6749 §4.2.2).
 func (s *Server) approveImplicit(w http.ResponseWriter, r *http.Request, req authRequest, user User) {
 	now := s.now()
-	g := &grant{clientID: req.clientID, user: user, scope: req.scope, authTime: now}
+	g := &grant{clientID: req.clientID, user: user, scope: req.scope, authTime: now, sid: s.newSessionID(user)}
 	resp, terr := s.mintAccess(g, req.scope, req.clientID, now)
 	if terr != nil {
 		s.redirectError(w, r, req, terr.code, terr.description)

@@ -20,6 +20,10 @@ type grant struct {
 	scope    string
 	authTime time.Time
 	revoked  bool
+	// sid names the login session that made the grant, the ID tokens'
+	// "sid" claim (Front- and Back-Channel Logout); empty for client
+	// credentials.
+	sid string
 }
 
 // accessToken is what the server knows of an access token it issued.
@@ -166,6 +170,9 @@ func (s *Server) idTokenClaims(g *grant, now time.Time, nonce, accessToken strin
 	}
 	if nonce != "" {
 		claims["nonce"] = nonce
+	}
+	if g.sid != "" {
+		claims["sid"] = g.sid
 	}
 	if !s.groupsInUserinfoOnly {
 		claims["groups"] = groupsOf(u)

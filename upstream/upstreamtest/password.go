@@ -54,7 +54,7 @@ func (s *Server) passwordGrant(client Client, form url.Values) (tokenResponse, *
 		return tokenResponse{}, errBadCredentials
 	}
 	scope := strings.Join(strings.Fields(form.Get("scope")), " ")
-	g := &grant{clientID: client.ID, user: user, scope: scope, authTime: s.now()}
+	g := &grant{clientID: client.ID, user: user, scope: scope, authTime: s.now(), sid: s.newSessionID(user)}
 	return s.issue(g, scope, "")
 }
 

@@ -104,6 +104,10 @@ type Server struct {
 	closing              chan struct{}
 	closeOnce            sync.Once
 
+	// sids are the login sessions by subject (SessionIDs).
+	sidMu sync.Mutex
+	sids  map[string][]string
+
 	mu             sync.Mutex
 	keys           []*signingKey // the last one signs
 	codes          map[string]*authCode

@@ -161,7 +161,7 @@ func (s *Server) redeemCode(client Client, form url.Values) (tokenResponse, *tok
 		s.mu.Unlock()
 		return tokenResponse{}, terr
 	}
-	g := &grant{clientID: client.ID, user: ac.user, scope: ac.scope, authTime: ac.authTime}
+	g := &grant{clientID: client.ID, user: ac.user, scope: ac.scope, authTime: ac.authTime, sid: s.newSessionID(ac.user)}
 	ac.grant = g
 	nonce := ac.nonce
 	s.mu.Unlock()

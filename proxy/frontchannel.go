@@ -1,0 +1,74 @@
+package proxy
+
+import (
+	"net/http"
+	"net/url"
+)
+
+// frontChannelLogout serves Prefix + "/frontchannel_logout?iss=&sid="
+// (OpenID Connect Front-Channel Logout 1.0 §2), rendered by the
+// authorization server in an iframe when the user signs out there: the
+// sessions of that login session end on every replica. Browsers send no
+// SameSite=Lax cookie into a cross-site frame, so the request is judged by
+// iss and sid alone: iss must be a configured upstream's issuer and sid a
+// session the index knows; a wrong pair ends nothing. The page may be
+// framed only by the issuers' origins.
+func (s *Server) frontChannelLogout(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.fail(w, r, errMethod)
+		return
+	}
+	q := r.URL.Query()
+	iss, sid := q.Get("iss"), q.Get("sid")
+	var p *provider
+	for _, c := range s.providers {
+		if c.issuer != "" && c.issuer == iss {
+			p = c
+			break
+		}
+	}
+	if p == nil || sid == "" || len(q["iss"]) != 1 || len(q["sid"]) != 1 {
+		s.log.Warn("front-channel logout refused", "reason", "iss is no configured upstream's issuer, or sid is missing")
+		s.fail(w, r, errBadRequest)
+		return
+	}
+	n, err := s.endServerSessions(r.Context(), p.issuer, "", sid)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("front-channel logout", "upstream", p.label(), "sessions", n)
+	h := w.Header()
+	noStore(h)
+	h.Del("X-Frame-Options") // CSP frame-ancestors names who may frame it
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors "+s.issuerOrigins()+"; base-uri 'none'")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("<!doctype html><title>Signed out</title>\n"))
+}
+
+// issuerOrigins lists the origins of the configured issuers, for CSP
+// frame-ancestors ('none' when there is none).
+func (s *Server) issuerOrigins() string {
+	out := ""
+	seen := map[string]bool{}
+	for _, p := range s.providers {
+		u, err := url.Parse(p.issuer)
+		if err != nil || u.Host == "" {
+			continue
+		}
+		o := origin(u.Scheme + "://" + u.Host)
+		if o == "" || seen[o] {
+			continue
+		}
+		seen[o] = true
+		if out != "" {
+			out += " "
+		}
+		out += o
+	}
+	if out == "" {
+		return "'none'"
+	}
+	return out
+}
