@@ -17,6 +17,7 @@
 //     "resourceServers": {...},  RFC 8707 indicators (see below)
 //     "grants": [...],           modules in ./grants/ (see below)
 //     "omitFormPost": false,     no form_post response mode (see below)
+//     "loopbackFetch": false,    outgoing requests may reach loopback (8.)
 //     "extra": {...} }           any other Provider configuration
 //
 // It listens on 127.0.0.1 with a port the kernel picks, builds the issuer
@@ -54,6 +55,11 @@
 //     recipe (recipes/implicit_http_localhost.md): client validation
 //     skips the checks coded implicit-force-https and
 //     implicit-forbid-localhost. Every other redirect URI check stays.
+//  8. With loopbackFetch, the documented fetch hook lets the provider's
+//     own requests (back-channel logout notifications) reach 127.0.0.1,
+//     ::1 and localhost, where the test's gateways listen: for those
+//     hosts only it drops the SSRF-protecting dispatcher oidc-provider
+//     passes in (stock: refused as special-use addresses).
 // Everything else is stock: refresh-token policy, PKCE policy, client
 // authentication methods, TTLs, signing keys (the development keystore),
 // the in-memory adapter, HTTP POST methods off.
@@ -179,6 +185,13 @@ let configuration = {
   },
 };
 if (cfg.scopes) configuration.scopes = cfg.scopes;
+if (cfg.loopbackFetch) {
+  const loopback = new Set(['127.0.0.1', '[::1]', 'localhost']);
+  configuration.fetch = (url, options) => {
+    if (loopback.has(new URL(url).hostname)) delete options.dispatcher;
+    return globalThis.fetch(url, options);
+  };
+}
 if (cfg.ttl && Object.keys(cfg.ttl).length) configuration.ttl = cfg.ttl;
 configuration = deepMerge(configuration, cfg.extra);
 
@@ -384,7 +397,7 @@ server.listen(0, '127.0.0.1', () => {
   };
   p.on('server_error', (ctx, err) => log(`server_error: ${err.stack ?? err}`));
   for (const event of ['authorization.error', 'grant.error', 'end_session.error', 'end_session_confirm.error',
-    'userinfo.error', 'introspection.error', 'revocation.error', 'discovery.error', 'jwks.error']) {
+    'userinfo.error', 'introspection.error', 'revocation.error', 'discovery.error', 'jwks.error', 'backchannel.error']) {
     p.on(event, (ctx, err) => log(`${event}: ${err.error ?? err.name}: ${err.error_description ?? err.message}`));
   }
   for (const g of grantModules) g.register(p, { cfg, accounts, findLogin, errors });

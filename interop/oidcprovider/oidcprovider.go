@@ -168,6 +168,12 @@ type Config struct {
 	// the response type's default mode. False means oidc-provider's
 	// stock form_post.
 	OmitFormPost bool
+	// LoopbackFetch lets the server's own outgoing requests (back-channel
+	// logout notifications, a client's jwks_uri) reach loopback
+	// addresses, which oidc-provider refuses by default as SSRF
+	// protection: through its documented fetch configuration hook, for
+	// 127.0.0.1, ::1 and localhost only. False keeps the protection.
+	LoopbackFetch bool
 	// Extra holds any other Provider configuration, deep-merged last (for
 	// example {"pkce": ...} or {"enableHttpPostMethods": true}).
 	Extra map[string]any
@@ -364,6 +370,7 @@ func (cfg Config) document() ([]byte, error) {
 		"ttl":                cfg.TTL.seconds(),
 		"requireIdTokenHint": cfg.RequireIDTokenHint,
 		"omitFormPost":       cfg.OmitFormPost,
+		"loopbackFetch":      cfg.LoopbackFetch,
 	}
 	set := func(key string, v any, present bool) {
 		if present {
