@@ -29,6 +29,11 @@ func (s *Server) backChannelLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := r.ParseForm(); err != nil {
+		if slowBody(err) {
+			w.Header().Set("Connection", "close")
+			logoutError(w, http.StatusRequestTimeout, "invalid_request", "the body arrived too slowly")
+			return
+		}
 		logoutError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
 		return
 	}

@@ -36,9 +36,16 @@ func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httput
 	identity := on(rt.cfg.IdentityHeaders, true)
 	passHost := on(rt.cfg.PassHostHeader, true)
 	ours := append(s.sessionCookies(), s.cookies.binding)
-	var modify func(*http.Response) error
-	if rt.machine != nil {
-		modify = func(resp *http.Response) error { rt.machine.backendRefused(resp); return nil }
+	modify := func(resp *http.Response) error {
+		// A backend that answered a cut-off upload answered half a
+		// request: the client hears 408, not that answer.
+		if uploadCutOff(resp.Request) {
+			return errUploadCutOff
+		}
+		if rt.machine != nil {
+			rt.machine.backendRefused(resp)
+		}
+		return nil
 	}
 	return &httputil.ReverseProxy{
 		ModifyResponse: modify,
@@ -161,6 +168,13 @@ var (
 
 // backendError answers a failed proxy round trip with a clean page.
 func (s *Server) backendError(w http.ResponseWriter, r *http.Request, err error) {
+	if uploadCutOff(r) {
+		// Before the check below: net/http cancels the request's context
+		// when its body read fails, but the client is still there to hear.
+		s.log.Info("upload cut off by limits.upload_timeout", "path", r.URL.Path)
+		s.failSlowBody(w, r)
+		return
+	}
 	if errors.Is(err, context.Canceled) {
 		return // the client went away
 	}

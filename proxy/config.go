@@ -98,6 +98,17 @@ type Limits struct {
 	// it the client gets a 504 page. Default 60s; -1s turns it off (long
 	// polling that answers later than any bound).
 	BackendResponseTimeout time.Duration `yaml:"backend_response_timeout"`
+	// EndpointBodyTimeout bounds reading the whole body of a request to
+	// the gateway's own endpoints (sign-in form, sign-out, callback form
+	// posts, back-channel logout), from the end of its headers: a client
+	// that sends it slower gets 408 and the connection closes, so a
+	// trickled body cannot hold connections open. Default 10s.
+	EndpointBodyTimeout time.Duration `yaml:"endpoint_body_timeout"`
+	// UploadTimeout bounds reading the body of a request proxied to a
+	// backend (an upload), from the end of its headers; past it the client
+	// gets 408. Websocket connections are not bound. Default 0: off
+	// (uploads may take as long as they take).
+	UploadTimeout time.Duration `yaml:"upload_timeout"`
 	// LoginsPerMinute caps, per client address and replica, the logins
 	// started (each is a pending state in the store) and, separately, the
 	// callbacks answered; a burst of this many, then this many per minute.
@@ -261,6 +272,9 @@ func (c *Config) SetDefaults() {
 	if l.LoginsPerMinute == 0 {
 		l.LoginsPerMinute = 120
 	}
+	if l.EndpointBodyTimeout == 0 {
+		l.EndpointBodyTimeout = 10 * time.Second
+	}
 	for i := range c.Routes {
 		if c.Routes[i].Match.PathPrefix == "" {
 			c.Routes[i].Match.PathPrefix = "/"
@@ -314,6 +328,12 @@ func (c *Config) Validate() error {
 	}
 	if c.IntrospectionCacheTTL < time.Second || c.IntrospectionCacheTTL > time.Hour {
 		bad("introspection_cache_ttl", "must be between 1s and 1h")
+	}
+	if c.Limits.EndpointBodyTimeout < 0 {
+		bad("limits.endpoint_body_timeout", "must be positive")
+	}
+	if c.Limits.UploadTimeout < 0 {
+		bad("limits.upload_timeout", "must be positive, or 0 for no limit")
 	}
 	if c.Limits.LoginsPerMinute < -1 {
 		bad("limits.logins_per_minute", "must be positive, or -1 for no limit")

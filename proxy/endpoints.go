@@ -28,7 +28,11 @@ var (
 // serveEndpoint dispatches the reserved endpoints under the prefix; name is
 // the path after the prefix, e.g. "/callback".
 func (s *Server) serveEndpoint(w http.ResponseWriter, r *http.Request, name string) {
+	// The whole body is due within the limit, even one this handler never
+	// reads: net/http drains it after the answer to keep the connection.
+	boundBody(w, r, s.cfg.Limits.EndpointBodyTimeout)
 	if r.ContentLength > maxEndpointBody {
+		w.Header().Set("Connection", "close") // nothing of that body is read
 		s.fail(w, r, errTooLarge)
 		return
 	}
@@ -179,9 +183,13 @@ func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	switch {
+	case errors.As(err, &tooBig):
+		w.Header().Set("Connection", "close")
 		s.fail(w, r, errTooLarge)
-	} else {
+	case slowBody(err):
+		s.failSlowBody(w, r)
+	default:
 		s.fail(w, r, errBadRequest)
 	}
 	return false

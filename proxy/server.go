@@ -276,6 +276,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	r = s.boundUpload(w, r)
 	if sess == nil {
 		rt.proxy.ServeHTTP(w, r) // a public path
 		return
