@@ -212,3 +212,39 @@ func reMAC(t *testing.T, cfg Config, name, value string, at time.Time) string {
 	out := body[len(name)+1:] + "|" + string(mac.Sum(nil))
 	return base64.URLEncoding.EncodeToString([]byte(out))
 }
+
+// FuzzDecodeCookies: any cookie value decodes to nothing (an error) or to
+// what was encoded; a tampered or foreign value never yields a ticket,
+// and the decoders never panic. A value that decodes as a ticket must be
+// one this manager issued (only the seeds are).
+func FuzzDecodeCookies(f *testing.F) {
+	cfg := testConfig(f)
+	m := newManager(f, cfg, NewMemoryStore(nil, 0), nil)
+	issued := map[string]Ticket{}
+	for range 3 {
+		tk, _ := NewTicket()
+		v, err := m.EncodeTicket(tk)
+		if err != nil {
+			f.Fatal(err)
+		}
+		issued[v] = tk
+		f.Add(v)
+		f.Add(v[:len(v)/2])
+		f.Add(v + "x")
+	}
+	for _, s := range []string{"", "|", "a|b|c", "MTcwMDAwMDAwMHx8", strings.Repeat("A", 5000), "\"quoted\"", "%00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		tk, err := m.DecodeTicket(value)
+		if err == nil {
+			want, ok := issued[value]
+			if !ok || tk != want {
+				t.Fatalf("DecodeTicket(%q) accepted a value this manager never issued", value)
+			}
+		}
+		if _, err := m.DecodeBinding(value); err == nil {
+			t.Fatalf("DecodeBinding(%q) accepted a value no binding was encoded as", value)
+		}
+	})
+}

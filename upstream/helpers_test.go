@@ -44,7 +44,7 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // newServer starts an authorization server that is closed when the test ends.
-func newServer(t *testing.T, cfg upstreamtest.Config) *upstreamtest.Server {
+func newServer(t testing.TB, cfg upstreamtest.Config) *upstreamtest.Server {
 	t.Helper()
 	srv := upstreamtest.NewServer(cfg)
 	t.Cleanup(srv.Close)
@@ -62,7 +62,7 @@ func configFor(srv *upstreamtest.Server) upstream.Config {
 }
 
 // newClient returns a client for cfg or fails the test.
-func newClient(t *testing.T, cfg upstream.Config, deps upstream.Deps) *upstream.Client {
+func newClient(t testing.TB, cfg upstream.Config, deps upstream.Deps) *upstream.Client {
 	t.Helper()
 	c, err := upstream.New(cfg, deps)
 	if err != nil {
@@ -72,7 +72,7 @@ func newClient(t *testing.T, cfg upstream.Config, deps upstream.Deps) *upstream.
 }
 
 // ctx is a context bounded so that no test can hang.
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	t.Helper()
 	c, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)

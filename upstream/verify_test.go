@@ -40,7 +40,7 @@ type verifyEnv struct {
 	c   *upstream.Client
 }
 
-func newVerifyEnv(t *testing.T) *verifyEnv {
+func newVerifyEnv(t testing.TB) *verifyEnv {
 	t.Helper()
 	clk := newClock()
 	srv := newServer(t, upstreamtest.Config{Now: clk.Now})
@@ -64,7 +64,7 @@ func (e *verifyEnv) claims() jwt.MapClaims {
 }
 
 // sign returns the server's RS256 token for the claims edited by edit.
-func (e *verifyEnv) sign(t *testing.T, edit func(jwt.MapClaims)) string {
+func (e *verifyEnv) sign(t testing.TB, edit func(jwt.MapClaims)) string {
 	t.Helper()
 	c := e.claims()
 	if edit != nil {

@@ -100,11 +100,11 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, 
 	w := &walker{lookup: lookup, lines: map[int]string{}}
 	w.walk(root.Content[0], reflect.TypeOf(fileConfig{}), "")
 	if len(w.errs) > 0 {
-		return nil, &configError{w.errs}
+		return nil, &configError{w.redact(w.errs)}
 	}
 	cfg := &fileConfig{}
 	if err := root.Content[0].Decode(cfg); err != nil {
-		return nil, &configError{w.typeErrors(err)}
+		return nil, &configError{w.redact(w.typeErrors(err))}
 	}
 	cfg.Config.SetDefaults()
 	cfg.Log.setDefaults()
@@ -124,7 +124,7 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, 
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return nil, &configError{errs}
+		return nil, &configError{w.redact(errs)}
 	}
 	return cfg, nil
 }
@@ -191,6 +191,9 @@ func appendPrefixed(errs []error, prefix string, err error) []error {
 type walker struct {
 	lookup func(string) (string, bool)
 	errs   []error
+	// expanded maps the values ${VAR} supplied to the variables' names:
+	// errors name the variable, never its value (a secret, often).
+	expanded map[string]string
 	lines  map[int]string // line → key path, to name the key in type errors
 }
 
@@ -327,11 +330,36 @@ func (w *walker) expand(n *yaml.Node, path string) {
 		if !ok {
 			w.errs = append(w.errs, fmt.Errorf("%s: environment variable %s is not set", orTop(path), name))
 		}
+		if len(v) >= 4 { // shorter ones would garble every message
+			if w.expanded == nil {
+				w.expanded = map[string]string{}
+			}
+			w.expanded[v] = name
+		}
 		return v
 	})
 	// Let the expanded text resolve as if written in place (a bool, a
 	// duration, a string).
 	n.Tag, n.Style = "", 0
+}
+
+// redact replaces, in each error, any value an environment variable
+// supplied by that variable's name: a message may quote a key's value
+// ("no upstream named ..."), and one set from the environment may be a
+// secret put in the wrong place.
+func (w *walker) redact(errs []error) []error {
+	if len(w.expanded) == 0 {
+		return errs
+	}
+	out := make([]error, len(errs))
+	for i, err := range errs {
+		msg := err.Error()
+		for v, name := range w.expanded {
+			msg = strings.ReplaceAll(msg, v, "(the value of $"+name+")")
+		}
+		out[i] = errors.New(msg)
+	}
+	return out
 }
 
 // wantedType turns yaml.v3's "cannot unmarshal X into T" into advice.

@@ -150,6 +150,7 @@ func TestBrokenConfigs(t *testing.T) {
 		{"named upstream problems", validConfig + "upstreams:\n  customers: {issuer: \"http://login.customers.example\", client_secret: \"${NOT_SET_ANYWHERE}\"}\n", []string{"upstreams.customers.client_secret: environment variable NOT_SET_ANYWHERE is not set"}},
 		{"named upstream invalid", validConfig + "upstreams:\n  customers: {issuer: \"http://login.customers.example\"}\n", []string{"upstreams.customers.issuer: plain http", "upstreams.customers.client_id: required"}},
 		{"named upstream unknown key", validConfig + "upstreams:\n  customers: {isuer: \"https://login.customers.example\", client_id: x}\n", []string{"upstreams.customers.isuer: unknown key", `did you mean "issuer"`}},
+		{"a secret in a key whose errors quote it", replace("    grant: authorization_code", "    grant: authorization_code\n    upstream: \"${TEST_CLIENT_SECRET}\""), []string{`routes[0].upstream:`, "(the value of $TEST_CLIENT_SECRET)"}},
 		{"several problems at once", replace(`"http://127.0.0.1:8080"`, `"nope"`) + "lisen: x\n", []string{"lisen: unknown key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
