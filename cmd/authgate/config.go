@@ -194,7 +194,7 @@ type walker struct {
 	// expanded maps the values ${VAR} supplied to the variables' names:
 	// errors name the variable, never its value (a secret, often).
 	expanded map[string]string
-	lines  map[int]string // line → key path, to name the key in type errors
+	lines    map[int]string // line → key path, to name the key in type errors
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
