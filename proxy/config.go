@@ -79,6 +79,8 @@ type Config struct {
 	ForwardAuth ForwardAuth `yaml:"forward_auth"`
 	// Limits bounds what clients may send.
 	Limits Limits `yaml:"limits"`
+	// Admin configures the operators' API on the metrics listener.
+	Admin Admin `yaml:"admin"`
 	// Routes are matched in order; the first match wins. At least one.
 	Routes []Route `yaml:"routes"`
 }
@@ -340,6 +342,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxHeaderBytes < 4096 {
 		bad("limits.max_header_bytes", "must be at least 4096")
+	}
+	if err := c.Admin.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")

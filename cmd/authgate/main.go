@@ -5,6 +5,7 @@
 //	authgate [serve] -config FILE   run the gateway (also AUTHGATE_CONFIG)
 //	authgate check -config FILE     validate a config file and exit
 //	authgate demo                   everything on this machine, for a first look
+//	authgate revoke -config FILE -sub USER   end a user's sessions fleet-wide
 //	authgate version                print the version
 //
 // Exit status: 0 on success, 2 for a usage or configuration error, 1 for a
@@ -91,6 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "revoke":
+		return revokeCommand(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "authgate %s\n", version)
 		return 0
@@ -107,6 +110,8 @@ const usage = `usage:
   authgate [serve] -config FILE   run the gateway (or set AUTHGATE_CONFIG)
   authgate check -config FILE     validate a config file and exit
   authgate demo [-listen ADDR]    run a complete local demo (no Redis needed)
+  authgate revoke -config FILE -sub USER [-sid SID] [-upstream NAME]
+                                  end a user's sessions on every replica
   authgate version                print the version
 `
 
