@@ -50,6 +50,10 @@ type gateway struct {
 	// URL is its public_url, http://127.0.0.1:port.
 	URL  string
 	logs *syncBuffer
+	// config is the path of its config file, env the secrets it reads
+	// from the environment: for other authgate commands on it.
+	config string
+	env    []string
 }
 
 // freeAddr returns a loopback address nobody listens on right now.
@@ -89,8 +93,9 @@ func startGatewayBehind(t testing.TB, addr, publicURL, clientSecret string, body
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	g.config, g.env = path, append(os.Environ(), "COOKIE_SECRET="+cookieSecret, "CLIENT_SECRET="+clientSecret)
 	cmd := exec.Command(authgateBin, "-config", path)
-	cmd.Env = append(os.Environ(), "COOKIE_SECRET="+cookieSecret, "CLIENT_SECRET="+clientSecret)
+	cmd.Env = g.env
 	startUntilReady(t, cmd, g.logs, "authgate", func() string { return "\nconfig:\n" + cfg }, 20*time.Second, func() bool {
 		resp, err := http.Get(g.URL + "/readyz")
 		if err != nil {

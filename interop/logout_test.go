@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -183,5 +184,26 @@ routes:
 	}
 	if apiStatus(t, b, bob) != http.StatusOK || apiStatus(t, b, alice2) != http.StatusOK {
 		t.Error("a refused logout token ended a session")
+	}
+
+	// An operator revokes alice everywhere, with the CLI on A's config:
+	// her other browsers' sessions end on both gateways; bob's stay.
+	alice3 := newBrowser()
+	login(t, op, b, alice3, "/", "alice")
+	cmd := exec.Command(authgateBin, "revoke", "-config", a.config, "-sub", "alice")
+	cmd.Env = a.env
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ended 2 sessions") {
+		t.Fatalf("authgate revoke -sub alice: %v: %s", err, out)
+	}
+	deadline = time.Now().Add(time.Second)
+	for apiStatus(t, a, alice2) != http.StatusUnauthorized || apiStatus(t, b, alice3) != http.StatusUnauthorized {
+		if time.Now().After(deadline) {
+			t.Fatal("alice's sessions still work 1 s after authgate revoke")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if apiStatus(t, a, bob) != http.StatusOK {
+		t.Error("revoking alice ended bob's session")
 	}
 }
