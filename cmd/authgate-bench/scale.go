@@ -41,7 +41,8 @@ func (b *bench) sessionConfig() session.Config {
 }
 
 // sessionsAtScale fills Redis with n sessions, copies of a real login's
-// session made through the gateway's own session package (so the records
+// session (each its own user and server login session) made through the
+// gateway's own session package (so the records, index included,
 // are what the gateway writes), serves sample of them once each through a
 // fresh Redis gateway, and reads its memory.
 func (b *bench) sessionsAtScale(ctx context.Context, n, sample int) (*scaleResult, error) {
@@ -119,6 +120,12 @@ func createSessions(ctx context.Context, mgr *session.Manager, s *session.Sessio
 			for i := w; i < n; i += writers {
 				c := *s
 				c.CreatedAt, c.LastSeen = time.Time{}, time.Time{}
+				// n users, each signed in once (the index keeps at most 64
+				// sessions of one user at one server).
+				c.Subject = fmt.Sprintf("%s-%d", s.Subject, i)
+				if s.SessionID != "" {
+					c.SessionID = fmt.Sprintf("%s-%d", s.SessionID, i)
+				}
 				t, err := mgr.Create(ctx, &c)
 				if err != nil {
 					errs <- fmt.Errorf("sessions at scale: create: %w", err)
