@@ -29,6 +29,7 @@ type exchange struct {
 	// response and the backend request share it, and a header map that
 	// appends to it copies it first).
 	id    []string
+	idv   [1]string // id's array, in the same allocation
 	start time.Time
 	// route counts the request; nil until the request is known to belong
 	// to a route or endpoint (then the unmatched requests' handles).
@@ -55,7 +56,8 @@ func exchangeOf(r *http.Request) *exchange {
 // ServeHTTP serves one request: it gives it a request id, serves it, then
 // counts it and writes its access log line.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	x := &exchange{statusWriter: statusWriter{ResponseWriter: w}, start: time.Now(), id: s.requestID(r)}
+	x := &exchange{statusWriter: statusWriter{ResponseWriter: w}, start: time.Now()}
+	x.id = s.requestID(r, &x.idv)
 	w.Header()[requestIDHeader] = x.id
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 	s.serve(&x.statusWriter, r)
@@ -77,13 +79,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // requestID is the request's id: a trusted proxy's X-Request-Id when it
 // is one plain token (at most maxRequestID of the characters validID
 // allows), else a new one.
-func (s *Server) requestID(r *http.Request) []string {
+// The result is a slice of arr.
+func (s *Server) requestID(r *http.Request, arr *[1]string) []string {
+	arr[0] = ""
 	if len(s.trusted) > 0 {
 		if v := r.Header[requestIDHeader]; len(v) == 1 && validID(v[0]) && s.trusted.fromTrustedProxy(r) {
-			return v[:1:1]
+			arr[0] = v[0]
 		}
 	}
-	return []string{newRequestID()}
+	if arr[0] == "" {
+		arr[0] = newRequestID()
+	}
+	return arr[:]
 }
 
 // validID reports a request id safe to pass on and to log: 1 to
