@@ -67,7 +67,7 @@ func (a *clientCreds) backendRefused(resp *http.Response) {
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "invalid_token") {
 		return
 	}
-	if x := exchangeOf(resp.Request); x != nil && x.sess != nil {
+	if x := exchangeOf(resp.Request); x.sess != nil {
 		a.token.Invalidate(resp.Request.Context(), x.sess.Token.AccessToken)
 	}
 }

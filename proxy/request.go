@@ -46,12 +46,45 @@ type exchange struct {
 
 type exchangeKey struct{}
 
-// exchangeOf returns r's exchange; nil for a request that did not come
-// through ServeHTTP.
+// exchangeOf returns r's exchange; for a request that did not come
+// through ServeHTTP, a blank one that nothing reads.
 func exchangeOf(r *http.Request) *exchange {
-	x, _ := r.Context().Value(exchangeKey{}).(*exchange)
-	return x
+	if x, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
+		return x
+	}
+	return &exchange{}
 }
+
+// observe sets up what New's request handling records: the request id
+// in the log, the access log, the metrics handles of the gateway's own
+// endpoints.
+func (s *Server) observe(cfg Config, deps Deps) {
+	s.log = slog.New(NewLogHandler(s.log.Handler()))
+	if on(cfg.AccessLog, true) {
+		s.accessOut, s.accessJSON = deps.AccessLog, deps.AccessLogJSON
+	}
+	s.metrics = deps.Metrics
+	if s.metrics == nil {
+		s.metrics = metrics.New(metrics.Build{})
+	}
+	s.unmatched = s.metrics.Route("_none", "")
+	s.health = s.metrics.Route("_health", "")
+	s.endpointMetrics = map[string]endpointStats{}
+	for _, name := range endpointNames {
+		label := "_" + name[1:]
+		s.endpointMetrics[name] = endpointStats{s.metrics.Route(label, ""), label}
+	}
+}
+
+// endpointStats are an endpoint's request handles and its label ("_start").
+type endpointStats struct {
+	metrics *metrics.Route
+	label   string
+}
+
+// endpointNames are the gateway's endpoints under the prefix, as counted
+// (any other path there counts as "/other").
+var endpointNames = [...]string{"/start", "/callback", "/implicit", "/login", "/sign_out", "/userinfo", "/auth", "/other"}
 
 // ServeHTTP serves one request: it gives it a request id, serves it, then
 // counts it and writes its access log line.

@@ -43,7 +43,9 @@ type Deps struct {
 	// AccessLog receives the access log (Config.AccessLog), one whole line
 	// per Write, in slog.TextHandler's format, or slog.JSONHandler's with
 	// AccessLogJSON: the process log's. A line is written when Logger is
-	// enabled at its level (info; warn for a 5xx). Nil: no access log.
+	// enabled at its level (info; warn for a 5xx). It must be safe for
+	// concurrent use (an *os.File is; Logger may write to it too). Nil: no
+	// access log.
 	AccessLog io.Writer
 	// AccessLogJSON writes the access log as JSON objects.
 	AccessLogJSON bool
@@ -111,11 +113,7 @@ type cookieNames struct {
 
 // route is a configured route, ready to serve.
 type route struct {
-	index int
-	// label names the route in metrics and the access log: its name,
-	// else its index.
-	label   string
-	metrics *metrics.Route
+	index   int
 	cfg     Route
 	backend *url.URL
 	proxy   *httputil.ReverseProxy
@@ -136,6 +134,11 @@ type route struct {
 	callerScope string
 	// machine is the client credentials authenticator; nil on other grants.
 	machine *clientCreds
+
+	// label names the route in metrics and the access log: its name,
+	// else its index.
+	label   string
+	metrics *metrics.Route
 }
 
 // authenticator establishes who is calling a route; each grant has one.
@@ -159,27 +162,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		sessions:      deps.Sessions,
 		log:           deps.Logger,
 		now:           deps.Now,
-		metrics:       deps.Metrics,
-		accessJSON:    deps.AccessLogJSON,
 		refreshBefore: time.Minute,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.log = slog.New(NewLogHandler(s.log.Handler()))
-	if on(cfg.AccessLog, true) {
-		s.accessOut = deps.AccessLog
-	}
-	if s.metrics == nil {
-		s.metrics = metrics.New(metrics.Build{})
-	}
-	s.unmatched = s.metrics.Route("_none", "")
-	s.health = s.metrics.Route("_health", "")
-	s.endpointMetrics = map[string]endpointStats{}
-	for _, name := range endpointNames {
-		label := "_" + name[1:]
-		s.endpointMetrics[name] = endpointStats{s.metrics.Route(label, ""), label}
-	}
+	s.observe(cfg, deps)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -332,16 +320,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	x.sess = sess // nil on a public path
 	rt.proxy.ServeHTTP(w, r)
 }
-
-// endpointStats are an endpoint's request handles and its label ("_start").
-type endpointStats struct {
-	metrics *metrics.Route
-	label   string
-}
-
-// endpointNames are the gateway's endpoints under the prefix, as counted
-// (any other path there counts as "/other").
-var endpointNames = [...]string{"/start", "/callback", "/implicit", "/login", "/sign_out", "/userinfo", "/auth", "/other"}
 
 // gate decides a request for a route: the route and public path, caller
 // credentials, the cross-site check, the route's authenticator and its
