@@ -12,9 +12,9 @@ import (
 
 // Handler serves the metrics listener: /metrics from m's registry,
 // /healthz and /readyz by health (the public listener's own handlers),
-// and with pprof the Go profiler under /debug/pprof/. Anything else is
-// 404.
-func (m *Metrics) Handler(health http.Handler, pprofOn bool, log *slog.Logger) http.Handler {
+// /admin/ by admin when it is not nil (the operators' API), and with
+// pprof the Go profiler under /debug/pprof/. Anything else is 404.
+func (m *Metrics) Handler(health, admin http.Handler, pprofOn bool, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog:          slogPrinter{log},
@@ -23,6 +23,9 @@ func (m *Metrics) Handler(health http.Handler, pprofOn bool, log *slog.Logger) h
 	}))
 	mux.Handle("GET /healthz", health)
 	mux.Handle("GET /readyz", health)
+	if admin != nil {
+		mux.Handle("/admin/", admin)
+	}
 	if pprofOn {
 		// The handlers of net/http/pprof, mounted here by hand: importing
 		// it registers them on http.DefaultServeMux too, which no server
@@ -38,10 +41,10 @@ func (m *Metrics) Handler(health http.Handler, pprofOn bool, log *slog.Logger) h
 
 // Server returns the metrics listener's http.Server for cfg.Listen,
 // serving Handler. Its timeouts allow a 30-second CPU profile.
-func (m *Metrics) Server(cfg Config, health http.Handler, log *slog.Logger) *http.Server {
+func (m *Metrics) Server(cfg Config, health, admin http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Addr:              cfg.Listen,
-		Handler:           m.Handler(health, cfg.Pprof, log),
+		Handler:           m.Handler(health, admin, cfg.Pprof, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout:      2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,

@@ -32,7 +32,7 @@ var health = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.
 func TestHandler(t *testing.T) {
 	m := metrics.New(metrics.Build{Version: "v9.9.9", Revision: "abc123"})
 	m.Route("app", "authorization_code").Observe(200, time.Millisecond)
-	h := m.Handler(health, false, nil)
+	h := m.Handler(health, nil, false, nil)
 	code, body := scrape(t, h, "/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics: got %d, want 200", code)
@@ -60,7 +60,7 @@ func TestHandler(t *testing.T) {
 			t.Errorf("%s without pprof: got %d, want 404", p, code)
 		}
 	}
-	hp := m.Handler(health, true, nil)
+	hp := m.Handler(health, nil, true, nil)
 	for _, p := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
 		if code, _ := scrape(t, hp, p); code != 200 {
 			t.Errorf("%s with pprof: got %d, want 200", p, code)
@@ -82,7 +82,7 @@ func TestOwnRegistry(t *testing.T) {
 			t.Errorf("the default registry holds %s", mf.GetName())
 		}
 	}
-	_, body := scrape(t, b.Handler(health, false, nil), "/metrics")
+	_, body := scrape(t, b.Handler(health, nil, false, nil), "/metrics")
 	if !strings.Contains(body, `authgate_auth_events_total{event="login_started",reason="interactive"} 0`) {
 		t.Error("a second Metrics shares the first one's counts")
 	}
@@ -94,7 +94,7 @@ func TestRouteStatusClasses(t *testing.T) {
 	for _, st := range []int{101, 200, 204, 302, 401, 403, 499, 502, 0, 999} {
 		r.Observe(st, time.Millisecond)
 	}
-	_, body := scrape(t, m.Handler(health, false, nil), "/metrics")
+	_, body := scrape(t, m.Handler(health, nil, false, nil), "/metrics")
 	for code, n := range map[string]string{"1xx": "1", "2xx": "2", "3xx": "1", "4xx": "3", "5xx": "1", "other": "2"} {
 		want := `authgate_http_requests_total{code="` + code + `",grant="client_credentials",route="0"} ` + n
 		if !strings.Contains(body, want+"\n") {
@@ -113,7 +113,7 @@ func TestBoundedLabels(t *testing.T) {
 	m.ObserveCall("token", 0, time.Millisecond)
 	m.ObserveCall("token", 429, time.Millisecond)
 	m.ObserveStore("zadd", time.Millisecond, true)
-	_, body := scrape(t, m.Handler(health, false, nil), "/metrics")
+	_, body := scrape(t, m.Handler(health, nil, false, nil), "/metrics")
 	for _, bad := range []string{"alice", "x-server-specific", "idp.example", "zadd"} {
 		if strings.Contains(body, bad) {
 			t.Errorf("/metrics contains %q", bad)
@@ -151,7 +151,7 @@ func TestCounterIsAtomicAdds(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("a request's metrics allocate %v times, want 0", allocs)
 	}
-	_, body := scrape(t, m.Handler(health, false, nil), "/metrics")
+	_, body := scrape(t, m.Handler(health, nil, false, nil), "/metrics")
 	if want := `authgate_auth_events_total{event="bearer_valid",reason="cached"} 1001`; !strings.Contains(body, want+"\n") {
 		t.Errorf("lacks %s (AllocsPerRun runs 1+1000 times)", want)
 	}

@@ -176,7 +176,7 @@ func (s *Server) backendError(w http.ResponseWriter, r *http.Request, err error)
 	if uploadCutOff(r) {
 		// Before the check below: net/http cancels the request's context
 		// when its body read fails, but the client is still there to hear.
-		s.log.Info("upload cut off by limits.upload_timeout", "path", r.URL.Path)
+		s.log.InfoContext(r.Context(), "upload cut off by limits.upload_timeout", "path", r.URL.Path)
 		s.failSlowBody(w, r)
 		return
 	}

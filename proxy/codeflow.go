@@ -44,7 +44,7 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 		// Another server's session under this server's cookie (the
 		// upstream's issuer changed, or a cookie was copied): its token is
 		// for another trust domain (SECURITY.md 30).
-		s.log.Debug("session cookie refused", "reason", "session of another authorization server", "upstream", rt.provider.label())
+		s.log.DebugContext(r.Context(), "session cookie refused", "reason", "session of another authorization server", "upstream", rt.provider.label())
 		return nil, false, s.challenge(w, r, rt)
 	}
 	if sess.Token.RefreshToken.IsZero() {

@@ -84,7 +84,8 @@ type endpointStats struct {
 
 // endpointNames are the gateway's endpoints under the prefix, as counted
 // (any other path there counts as "/other").
-var endpointNames = [...]string{"/start", "/callback", "/implicit", "/login", "/sign_out", "/userinfo", "/auth", "/other"}
+var endpointNames = [...]string{"/start", "/callback", "/implicit", "/login", "/sign_out", "/userinfo",
+	"/backchannel_logout", "/frontchannel_logout", "/auth", "/other"}
 
 // ServeHTTP serves one request: it gives it a request id, serves it, then
 // counts it and writes its access log line.

@@ -22,7 +22,7 @@ import (
 // serves it.
 func scrapeMetrics(t *testing.T, g *gateway, m *metrics.Metrics) string {
 	t.Helper()
-	srv := httptest.NewServer(m.Handler(g.srv.Health(), false, nil))
+	srv := httptest.NewServer(m.Handler(g.srv.Health(), nil, false, nil))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {

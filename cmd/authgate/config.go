@@ -123,6 +123,9 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, 
 	if l := cfg.Metrics.Listen; l != "" && l == cfg.Config.Listen {
 		errs = append(errs, errors.New("metrics_listen: must differ from listen: /metrics is never served on the public listener"))
 	}
+	if !cfg.Config.Admin.Token.IsZero() && cfg.Metrics.Listen == "" {
+		errs = append(errs, errors.New("admin.token: the admin API is served on metrics_listen only: set metrics_listen (e.g. \"127.0.0.1:9180\")"))
+	}
 	errs = appendPrefixed(errs, "log.", cfg.Log.validate())
 	errs = appendPrefixed(errs, "upstream.", cfg.Upstream.Validate())
 	errs = append(errs, cfg.validateUpstreams()...)

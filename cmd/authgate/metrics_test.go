@@ -26,6 +26,7 @@ func TestMetricsConfigErrors(t *testing.T) {
 		{"listener not an address", "metrics_listen: \"9180\"\n", "metrics_listen: not a host:port"},
 		{"listener is the public one", "listen: \":4180\"\nmetrics_listen: \":4180\"\n", "metrics_listen: must differ from listen"},
 		{"typo", "metrics_listn: \":9180\"\n", `did you mean "metrics_listen"`},
+		{"admin API without a listener", "admin: {token: \"" + adminToken + "\"}\n", "admin.token: the admin API is served on metrics_listen only"},
 		{"route name with a space", strings.Replace(validConfig, "  - backend:", "  - name: \"my app\"\n    backend:", 1), "routes[0].name: must be 1 to 64 letters"},
 		{"route name an index", strings.Replace(validConfig, "  - backend:", "  - name: \"1\"\n    backend:", 1), "routes[0].name: must be"},
 		{"route names twice", validConfig + "  - name: a\n    backend: \"http://127.0.0.1:8081\"\n    grant: authorization_code\n  - name: a\n    backend: \"http://127.0.0.1:8082\"\n    grant: authorization_code\n",
@@ -55,21 +56,24 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// serveFor runs `authgate serve` with body after the listeners' keys
+// adminToken is the admin API's token in these tests.
+const adminToken = "admin-token-0123456789abcdef0123456789"
+
+// serveFor runs `authgate serve` with extra at the config's top level
 // until the test ends, and waits until the metrics listener answers.
-func serveFor(t *testing.T, issuer string, pprof bool) (public, metricsURL string, logs *lockedBuffer) {
+func serveFor(t *testing.T, issuer, extra string) (public, metricsURL string, logs *lockedBuffer) {
 	t.Helper()
 	addr, maddr := freeAddr(t), freeAddr(t)
 	cfg := fmt.Sprintf(`listen: %q
 public_url: "http://%s"
 metrics_listen: %q
-metrics_pprof: %v
+%s
 upstream: {issuer: %q, client_id: authgate, client_secret: authgate-secret}
 session: {store: memory, cookie: {secret: %q, secure: false}}
 routes:
   - backend: "http://127.0.0.1:1"
     grant: authorization_code
-`, addr, addr, maddr, pprof, issuer, validSecret)
+`, addr, addr, maddr, extra, issuer, validSecret)
 	path := filepath.Join(t.TempDir(), "authgate.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -124,7 +128,7 @@ func get(t *testing.T, u string) (int, string) {
 func TestServeMetricsListener(t *testing.T) {
 	idp := upstreamtest.NewServer(upstreamtest.Config{})
 	t.Cleanup(idp.Close)
-	public, m, logs := serveFor(t, idp.URL, false)
+	public, m, logs := serveFor(t, idp.URL, "")
 	if code, body := get(t, m+"/healthz"); code != 200 || !strings.Contains(body, "ok") {
 		t.Errorf("metrics listener /healthz: %d %s", code, body)
 	}
@@ -163,13 +167,45 @@ func TestServeMetricsListener(t *testing.T) {
 		}
 	}
 
-	_, mp, _ := serveFor(t, idp.URL, true)
+	if code, _ := post(t, m+"/admin/revoke", "", "sub=x"); code != http.StatusNotFound {
+		t.Errorf("/admin/revoke without admin.token: got %d, want 404", code)
+	}
+
+	public2, mp, _ := serveFor(t, idp.URL, "metrics_pprof: true\nadmin: {token: \""+adminToken+"\"}")
 	for _, p := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1"} {
 		if code, _ := get(t, mp+p); code != 200 {
 			t.Errorf("%s with metrics_pprof: got %d, want 200", p, code)
 		}
 	}
-	if code, _ := get(t, public+"/debug/pprof/heap"); code == 200 {
+	if code, _ := get(t, public2+"/debug/pprof/heap"); code == 200 {
 		t.Error("the public listener serves the profiler")
 	}
+	// The admin API (proxy.Server.AdminHandler) lives on the metrics
+	// listener, and only there.
+	if code, body := post(t, mp+"/admin/revoke", "", "sub=x"); code != http.StatusUnauthorized {
+		t.Errorf("/admin/revoke without the token: got %d %s, want 401", code, body)
+	}
+	if code, body := post(t, mp+"/admin/revoke", adminToken, "sub=nobody"); code != 200 || !strings.Contains(body, `"ended":0`) {
+		t.Errorf("/admin/revoke with the token: got %d %s, want 200 ended 0", code, body)
+	}
+	if code, body := post(t, public2+"/admin/revoke", adminToken, "sub=nobody"); code == 200 || strings.Contains(body, "ended") {
+		t.Errorf("the public listener's /admin/revoke: got %d %s, want no admin API", code, body)
+	}
+}
+
+func post(t *testing.T, u, token, form string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

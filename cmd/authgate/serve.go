@@ -87,7 +87,7 @@ func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger, accessLog io.
 	var ms *http.Server
 	var mln net.Listener
 	if cfg.Metrics.Listen != "" {
-		ms = g.metrics.Server(cfg.Metrics, g.server.Health(), log)
+		ms = g.metrics.Server(cfg.Metrics, g.server.Health(), g.server.AdminHandler(), log)
 		if mln, err = net.Listen("tcp", ms.Addr); err != nil {
 			ln.Close()
 			return fmt.Errorf("metrics_listen: %w", err)
