@@ -79,6 +79,32 @@ func TestLogLineMatchesSlog(t *testing.T) {
 	}
 }
 
+// TestLogLineTime: the time is written as slog's handlers write it.
+func TestLogLineTime(t *testing.T) {
+	zone := time.FixedZone("", -(3*3600 + 30*60))
+	for _, tm := range []time.Time{
+		time.Date(2026, 12, 2, 17, 8, 0, 0, time.UTC),
+		time.Date(2026, 12, 2, 17, 8, 0, 123456789, time.UTC),
+		time.Date(2026, 1, 2, 3, 4, 5, 900000000, zone),
+		time.Date(2026, 1, 2, 3, 4, 5, 999999999, zone),
+		time.Date(2026, 1, 2, 3, 4, 5, 1000000, time.Local),
+	} {
+		for _, js := range []bool{false, true} {
+			var buf bytes.Buffer
+			var h slog.Handler = slog.NewTextHandler(&buf, nil)
+			if js {
+				h = slog.NewJSONHandler(&buf, nil)
+			}
+			h.Handle(context.Background(), slog.NewRecord(tm, slog.LevelInfo, "request", 0))
+			l := logLine{json: js}
+			l.begin(tm, slog.LevelInfo, "request")
+			if want := strings.TrimSuffix(strings.TrimSuffix(buf.String(), "\n"), "}"); string(l.b) != want {
+				t.Errorf("json=%v %v: got %s, slog writes %s", js, tm, l.b, want)
+			}
+		}
+	}
+}
+
 // dropBuiltins leaves only the record's own attributes.
 func dropBuiltins(groups []string, a slog.Attr) slog.Attr {
 	if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey || a.Key == slog.MessageKey) {
