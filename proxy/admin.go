@@ -66,7 +66,7 @@ func (s *Server) Revoke(ctx context.Context, upstreamName, sub, sid string) (int
 			return total, err
 		}
 	}
-	s.log.Info("sessions revoked by an operator", "upstream", upstreamName, "sub", sub, "sid", sid != "", "sessions", total)
+	s.log.InfoContext(ctx, "sessions revoked by an operator", "upstream", upstreamName, "sub", sub, "sid", sid != "", "sessions", total)
 	return total, nil
 }
 
@@ -115,7 +115,7 @@ func (s *Server) AdminHandler() http.Handler {
 		case errors.Is(err, errNoSuchUpstream) || errors.Is(err, errNoTarget):
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		default:
-			s.log.Warn("admin revocation failed", "error", err.Error())
+			s.log.WarnContext(r.Context(), "admin revocation failed", "error", err.Error())
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "the session store is unavailable; retry", "ended": n})
 		}
 	})

@@ -45,28 +45,28 @@ func (s *Server) backChannelLogout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	p, lt, err := s.verifyLogoutToken(ctx, upstream.Secret(raw))
 	if err != nil {
-		s.log.Warn("back-channel logout refused", "reason", err.Error())
+		s.log.WarnContext(r.Context(), "back-channel logout refused", "reason", err.Error())
 		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout_token is not valid")
 		return
 	}
 	first, err := s.sessions.Claim(ctx, p.issuer+"\x00"+lt.ID, replayWindow)
 	if err != nil {
-		s.log.Warn("back-channel logout failed", "upstream", p.label(), "error", err.Error())
+		s.log.WarnContext(r.Context(), "back-channel logout failed", "upstream", p.label(), "error", err.Error())
 		logoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store is unavailable; retry")
 		return
 	}
 	if !first {
-		s.log.Warn("back-channel logout refused", "upstream", p.label(), "reason", "logout token replayed (jti seen before)")
+		s.log.WarnContext(r.Context(), "back-channel logout refused", "upstream", p.label(), "reason", "logout token replayed (jti seen before)")
 		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout_token was used before")
 		return
 	}
 	n, err := s.endServerSessions(ctx, p.issuer, lt.Subject, lt.SessionID)
 	if err != nil {
-		s.log.Warn("back-channel logout failed", "upstream", p.label(), "sub", lt.Subject, "error", err.Error())
+		s.log.WarnContext(r.Context(), "back-channel logout failed", "upstream", p.label(), "sub", lt.Subject, "error", err.Error())
 		logoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store is unavailable; retry")
 		return
 	}
-	s.log.Info("back-channel logout", "upstream", p.label(), "sub", lt.Subject, "sid", lt.SessionID != "", "sessions", n)
+	s.log.InfoContext(r.Context(), "back-channel logout", "upstream", p.label(), "sub", lt.Subject, "sid", lt.SessionID != "", "sessions", n)
 	noStore(w.Header())
 	w.WriteHeader(http.StatusOK)
 }
@@ -108,7 +108,7 @@ func (s *Server) endServerSessions(ctx context.Context, issuer, sub, sid string)
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		if err := p.up.Revoke(rctx, sess.Token.RefreshToken, "refresh_token"); err != nil {
-			s.log.Warn("refresh token revocation failed", "upstream", p.label(), "error", err.Error())
+			s.log.WarnContext(ctx, "refresh token revocation failed", "upstream", p.label(), "error", err.Error())
 		}
 		cancel()
 	}

@@ -42,6 +42,9 @@ func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httput
 		if uploadCutOff(resp.Request) {
 			return errUploadCutOff
 		}
+		// The request has one id, the one the backend was sent; a
+		// backend's own would reach the client beside it.
+		delete(resp.Header, requestIDHeader)
 		if rt.machine != nil {
 			rt.machine.backendRefused(resp)
 		}
@@ -56,7 +59,9 @@ func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httput
 			}
 			s.setXForwarded(pr)
 			removeCookies(pr.Out.Header, ours...)
-			sess, _ := pr.In.Context().Value(sessionKey{}).(*session.Session)
+			x := exchangeOf(pr.In)
+			pr.Out.Header[requestIDHeader] = x.id
+			sess := x.sess
 			if sess == nil {
 				return // a public path: no identity
 			}
@@ -171,14 +176,14 @@ func (s *Server) backendError(w http.ResponseWriter, r *http.Request, err error)
 	if uploadCutOff(r) {
 		// Before the check below: net/http cancels the request's context
 		// when its body read fails, but the client is still there to hear.
-		s.log.Info("upload cut off by limits.upload_timeout", "path", r.URL.Path)
+		s.log.InfoContext(r.Context(), "upload cut off by limits.upload_timeout", "path", r.URL.Path)
 		s.failSlowBody(w, r)
 		return
 	}
 	if errors.Is(err, context.Canceled) {
 		return // the client went away
 	}
-	s.log.Warn("backend request failed", "path", r.URL.Path, "error", err.Error())
+	s.log.WarnContext(r.Context(), "backend request failed", "path", r.URL.Path, "error", err.Error())
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		s.page(w, r, errBackendTimeout)

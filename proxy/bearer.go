@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authgate/authgate/metrics"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
 )
@@ -22,7 +23,7 @@ const (
 
 // errInvalidToken answers a caller token that failed validation (RFC 6750
 // §3.1): never a login redirect, never a backend call.
-var errInvalidToken = &pageError{status: http.StatusUnauthorized, title: "Invalid access token",
+var errInvalidToken = &pageError{status: http.StatusUnauthorized, reason: "invalid_token", title: "Invalid access token",
 	message: "The access token in the Authorization header is invalid, expired or not meant for this service."}
 
 // callerBearer returns the token of "Authorization: Bearer", "" if none.
@@ -41,8 +42,10 @@ func (s *Server) authenticateBearer(w http.ResponseWriter, r *http.Request, rt *
 	k := s.tokens.CallerKey(raw, rt.callerScope)
 	if sess, ok := s.tokens.Caller(k); ok {
 		if sess == nil {
+			s.metrics.Auth(metrics.BearerInvalid, "cached")
 			return nil, false, s.refuseBearer(w, r, nil)
 		}
+		s.metrics.Auth(metrics.BearerValid, "cached")
 		return sess, true, nil
 	}
 	ctx := r.Context()
@@ -50,13 +53,16 @@ func (s *Server) authenticateBearer(w http.ResponseWriter, r *http.Request, rt *
 	var at *upstream.AccessToken
 	var err error
 	shared := false
+	kind := "jwt"
 	if strings.Count(raw, ".") == 2 {
 		at, err = rt.up.VerifyAccessToken(ctx, raw, rt.audience)
 	} else if sess, ok := s.tokens.SharedCaller(ctx, k); ok {
 		sess.Token.AccessToken = upstream.Secret(raw)
 		s.tokens.PutCaller(k, sess, sess.Token.Expiry)
+		s.metrics.Auth(metrics.BearerValid, "cached")
 		return sess, true, nil
 	} else {
+		kind = "opaque"
 		// Concurrent requests with one new token share one call.
 		v, ierr, _ := s.introspections.Do(string(k[:]), func() (any, error) {
 			return rt.up.Introspect(context.WithoutCancel(ctx), upstream.Secret(raw), rt.audience)
@@ -68,16 +74,19 @@ func (s *Server) authenticateBearer(w http.ResponseWriter, r *http.Request, rt *
 	switch {
 	case err == nil:
 	case errors.Is(err, upstream.ErrInvalidToken):
+		s.metrics.Auth(metrics.BearerInvalid, kind)
 		s.tokens.PutCaller(k, nil, now.Add(invalidTTL))
 		return nil, false, s.refuseBearer(w, r, err)
 	case errors.Is(err, upstream.ErrNoIntrospection):
+		s.metrics.Auth(metrics.BearerInvalid, "no_introspection")
 		s.introspectionWarning.Do(func() {
-			s.log.Warn("an opaque caller token cannot be validated: the authorization server has no introspection_endpoint (set upstream.introspection_endpoint)")
+			s.log.WarnContext(r.Context(), "an opaque caller token cannot be validated: the authorization server has no introspection_endpoint (set upstream.introspection_endpoint)")
 		})
 		return nil, false, s.refuseBearer(w, r, err)
 	default:
 		return nil, false, err // the server or its keys are unreachable: 502/503, not the caller's fault
 	}
+	s.metrics.Auth(metrics.BearerValid, kind)
 	id := at.Identity
 	until := now.Add(verifiedTTL)
 	if shared {
@@ -100,7 +109,7 @@ func (s *Server) authenticateBearer(w http.ResponseWriter, r *http.Request, rt *
 // debug (never the token).
 func (s *Server) refuseBearer(w http.ResponseWriter, r *http.Request, cause error) error {
 	if cause != nil {
-		s.log.Debug("caller token refused", "path", r.URL.Path, "error", cause.Error())
+		s.log.DebugContext(r.Context(), "caller token refused", "path", r.URL.Path, "error", cause.Error())
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="authgate", error="invalid_token"`)
 	s.page(w, r, errInvalidToken)

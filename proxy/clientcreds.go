@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/authgate/authgate/metrics"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
 )
@@ -28,8 +29,11 @@ func (s *Server) newClientCreds(rt *route) (*clientCreds, error) {
 	key := session.MachineKey{Issuer: serverID(cfg), ClientID: cfg.ClientID, Scopes: req.Scopes, Audience: req.Audience, Resource: req.Resource}
 	fetch := func(ctx context.Context) (*upstream.Token, error) {
 		tok, err := up.ClientCredentials(ctx, req)
-		if err == nil {
-			s.log.Debug("client credentials token fetched", "route", rt.index, "expires_in", tok.Expiry.Sub(s.now()).Round(1e9).String())
+		if err != nil {
+			s.metrics.Auth(metrics.ClientCredentialsFetch, "error")
+		} else {
+			s.metrics.Auth(metrics.ClientCredentialsFetch, "ok")
+			s.log.DebugContext(ctx, "client credentials token fetched", "route", rt.index, "expires_in", tok.Expiry.Sub(s.now()).Round(1e9).String())
 		}
 		return tok, err
 	}
@@ -63,7 +67,7 @@ func (a *clientCreds) backendRefused(resp *http.Response) {
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "invalid_token") {
 		return
 	}
-	if sess, _ := resp.Request.Context().Value(sessionKey{}).(*session.Session); sess != nil {
-		a.token.Invalidate(resp.Request.Context(), sess.Token.AccessToken)
+	if x := exchangeOf(resp.Request); x.sess != nil {
+		a.token.Invalidate(resp.Request.Context(), x.sess.Token.AccessToken)
 	}
 }

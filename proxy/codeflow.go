@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/authgate/authgate/metrics"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
 )
@@ -28,7 +29,7 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 	}
 	ticket, err := s.sessions.DecodeTicket(raw)
 	if err != nil {
-		s.log.Debug("session cookie refused", "reason", "invalid cookie")
+		s.log.DebugContext(r.Context(), "session cookie refused", "reason", "invalid cookie")
 		return nil, false, s.challenge(w, r, rt)
 	}
 	ctx := r.Context()
@@ -43,7 +44,7 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 		// Another server's session under this server's cookie (the
 		// upstream's issuer changed, or a cookie was copied): its token is
 		// for another trust domain (SECURITY.md 30).
-		s.log.Debug("session cookie refused", "reason", "session of another authorization server", "upstream", rt.provider.label())
+		s.log.DebugContext(r.Context(), "session cookie refused", "reason", "session of another authorization server", "upstream", rt.provider.label())
 		return nil, false, s.challenge(w, r, rt)
 	}
 	if sess.Token.RefreshToken.IsZero() {
@@ -71,12 +72,12 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 			return nil, false, s.challenge(w, r, rt)
 		case !sess.Token.ExpiresWithin(s.now(), 0):
 			// The token is still valid: serve with it, refresh next time.
-			s.log.Warn("token refresh failed; using the current token until it expires", "error", err.Error())
+			s.log.WarnContext(ctx, "token refresh failed; using the current token until it expires", "error", err.Error())
 		case upstream.IsRefused(err):
 			// Expired, and the server will not renew it (invalid_client,
 			// a changed subject, ...): the session cannot go on, and
 			// keeping it would ask the server again on every request.
-			s.log.Warn("token refresh refused; the user must sign in again", "error", err.Error())
+			s.log.WarnContext(ctx, "token refresh refused; the user must sign in again", "error", err.Error())
 			if err := s.sessions.Delete(ctx, ticket); err != nil && !errors.Is(err, session.ErrNotFound) {
 				return nil, false, err
 			}
@@ -86,7 +87,7 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 		}
 	}
 	if err := s.sessions.Touch(ctx, ticket, sess, ver); err != nil {
-		s.log.Debug("session touch failed", "error", err.Error())
+		s.log.DebugContext(ctx, "session touch failed", "error", err.Error())
 	}
 	return sess, true, nil
 }
@@ -99,16 +100,42 @@ func (s *Server) refresh(ctx context.Context, rt *route, t session.Ticket, stale
 	needs := func(x *session.Session) bool {
 		return x.Token.AccessToken == stale && x.Token.RenewWithin(s.now(), s.refreshBefore)
 	}
+	renewed := false
 	renew := func(ctx context.Context, old upstream.Token) (upstream.Token, error) {
+		renewed = true
 		tok, err := rt.up.Refresh(ctx, old)
 		if err != nil {
-			s.log.Debug("token refresh", "route", rt.index, "outcome", refreshOutcome(err), "error", err.Error())
+			s.log.DebugContext(ctx, "token refresh", "route", rt.index, "outcome", refreshOutcome(err), "error", err.Error())
 			return upstream.Token{}, err
 		}
-		s.log.Debug("token refresh", "route", rt.index, "outcome", "ok", "expires_in", tok.Expiry.Sub(s.now()).Round(time.Second).String())
+		s.log.DebugContext(ctx, "token refresh", "route", rt.index, "outcome", "ok", "expires_in", tok.Expiry.Sub(s.now()).Round(time.Second).String())
 		return *tok, nil
 	}
-	return s.sessions.Refresh(ctx, t, needs, renew)
+	sess, ver, err := s.sessions.Refresh(ctx, t, needs, renew)
+	switch {
+	case err != nil:
+		s.metrics.Auth(metrics.RefreshFailed, refreshReason(err))
+	case renewed:
+		s.metrics.Auth(metrics.RefreshOK, "")
+	default:
+		s.metrics.Auth(metrics.RefreshAdopted, "")
+	}
+	return sess, ver, err
+}
+
+// refreshReason names a failed refresh for the metrics (bounded, unlike
+// the token endpoint's error codes).
+func refreshReason(err error) string {
+	switch {
+	case upstream.IsInvalidGrant(err):
+		return "invalid_grant"
+	case errors.Is(err, upstream.ErrUnavailable), errors.Is(err, session.ErrUnavailable):
+		return "unavailable"
+	case upstream.IsRefused(err):
+		return "refused"
+	default:
+		return "other"
+	}
 }
 
 // refreshOutcome names a failed refresh for the log: the token

@@ -141,6 +141,11 @@ type Password struct {
 
 // Route protects one backend.
 type Route struct {
+	// Name names the route in metrics (the route label) and the access
+	// log: 1 to 64 letters, digits, "-", "_" and ".", starting with a
+	// letter, unique among the routes. Default: the route's index in
+	// routes ("0", "1", ...).
+	Name string `yaml:"name"`
 	// Match selects the requests of this route.
 	Match Match `yaml:"match"`
 	// Backend is the protected application's base URL, e.g.
@@ -349,10 +354,15 @@ func (c *Config) Validate() error {
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")
 	}
+	names := map[string]int{}
 	for i, r := range c.Routes {
 		if err := r.validate(); err != nil {
 			errs = append(errs, prefixErrors(fmt.Sprintf("routes[%d].", i), err))
 		}
+		if j, dup := names[r.Name]; dup && r.Name != "" {
+			bad(fmt.Sprintf("routes[%d].name", i), "%q is already the name of routes[%d]: names must be unique", r.Name, j)
+		}
+		names[r.Name] = i
 	}
 	return errors.Join(errs...)
 }
@@ -361,6 +371,9 @@ func (r *Route) validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if r.Name != "" && !validRouteName(r.Name) {
+		bad("name", "must be 1 to 64 letters, digits, '-', '_' or '.', starting with a letter (it is a metrics label)")
 	}
 	if r.Backend == "" {
 		bad("backend", "required: the URL of the application to protect, e.g. http://127.0.0.1:8080")
@@ -439,6 +452,22 @@ func (r *Route) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validRouteName reports a name fit for a metrics label: bounded, plain,
+// never an index ("0") nor one of the gateway's own labels ("_health").
+func validRouteName(n string) bool {
+	if len(n) > 64 || n == "" || !('a' <= n[0] && n[0] <= 'z' || 'A' <= n[0] && n[0] <= 'Z') {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		switch c := n[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // prefixErrors puts prefix before each joined error's message.

@@ -232,10 +232,10 @@ func (s *Server) endSession(ctx context.Context, p *provider, raw string) (*sess
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := p.up.Revoke(rctx, sess.Token.RefreshToken, "refresh_token"); err != nil {
-			s.log.Warn("refresh token revocation failed", "upstream", p.label(), "error", err.Error())
+			s.log.WarnContext(ctx, "refresh token revocation failed", "upstream", p.label(), "error", err.Error())
 		}
 	}
-	s.log.Info("logout", "sub", subjectOf(sess), "upstream", p.label())
+	s.log.InfoContext(ctx, "logout", "sub", subjectOf(sess), "upstream", p.label())
 	return sess, nil
 }
 

@@ -26,6 +26,9 @@ type pageError struct {
 	// logged means the cause was logged where it happened (once per
 	// outage, not once per request): fail logs nothing more.
 	logged bool
+	// reason is a refusal's bounded word for the access log ("policy",
+	// "cross_site"); a 403 without one logs "forbidden".
+	reason string
 }
 
 func (e *pageError) Error() string {
@@ -53,8 +56,8 @@ func (e *pageError) withCause(cause error) *pageError {
 
 var (
 	errNoRoute    = &pageError{status: http.StatusNotFound, title: "Not found", message: "No application is configured for this address."}
-	errForbidden  = &pageError{status: http.StatusForbidden, title: "Access denied", message: "You are signed in, but your account is not allowed to use this application. Ask its owner for access, or sign out and use another account."}
-	errCrossSite  = &pageError{status: http.StatusForbidden, title: "Cross-site request refused", message: "This request came from another site and was refused to protect your session. Go back to the application and try again."}
+	errForbidden  = &pageError{status: http.StatusForbidden, reason: "policy", title: "Access denied", message: "You are signed in, but your account is not allowed to use this application. Ask its owner for access, or sign out and use another account."}
+	errCrossSite  = &pageError{status: http.StatusForbidden, reason: "cross_site", title: "Cross-site request refused", message: "This request came from another site and was refused to protect your session. Go back to the application and try again."}
 	errStoreDown  = &pageError{status: http.StatusServiceUnavailable, title: "Temporarily unavailable", message: "The session store cannot be reached. Your session is kept; try again in a moment."}
 	errUpstream   = &pageError{status: http.StatusBadGateway, title: "Sign-in service unavailable", message: "The authorization server is not answering. Try again in a moment."}
 	errUpTimeout  = &pageError{status: http.StatusGatewayTimeout, title: "Sign-in service timeout", message: "The authorization server took too long to answer. Try again in a moment."}
@@ -92,17 +95,20 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away (during a refresh wait, say): nobody reads
 		// a page, and it is not the gateway's failure.
-		s.log.Debug("client gone", "path", r.URL.Path)
+		s.log.DebugContext(r.Context(), "client gone", "path", r.URL.Path)
 		w.WriteHeader(statusClientGone) // for the access log; nobody reads it
 		return
 	}
 	pe := classify(err)
+	if x := exchangeOf(r); x != nil && pe.reason != "" {
+		x.reason = pe.reason
+	}
 	switch {
 	case pe.logged:
 	case pe.status >= 500:
-		s.log.Error(pe.title, "path", r.URL.Path, "status", pe.status, "error", err.Error())
+		s.log.ErrorContext(r.Context(), pe.title, "path", r.URL.Path, "status", pe.status, "error", err.Error())
 	case pe.cause != nil:
-		s.log.Info(pe.title, "path", r.URL.Path, "status", pe.status, "error", pe.cause.Error())
+		s.log.InfoContext(r.Context(), pe.title, "path", r.URL.Path, "status", pe.status, "error", pe.cause.Error())
 	}
 	switch {
 	case pe.retryAfter > 0:

@@ -72,7 +72,8 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	}
 	extra, ok := policyFromQuery(q)
 	if !ok {
-		s.log.Warn("forward-auth: allowed_email_domains holds an address, not a domain: every request is refused; fix the auth URL the proxy calls")
+		s.log.WarnContext(r.Context(), "forward-auth: allowed_email_domains holds an address, not a domain: every request is refused; fix the auth URL the proxy calls")
+		exchangeOf(r).reason = "auth_query"
 		gw.WriteHeader(http.StatusForbidden)
 		return
 	}
@@ -81,6 +82,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		// 401 sends the browser to a login, which cannot fix this
 		// request: a signed-in user gets 403 (and keeps the session the
 		// sign-in would replace).
+		exchangeOf(r).reason = "original_request"
 		gw.WriteHeader(http.StatusBadRequest) // 403 when signed in, else 401
 		return
 	}
@@ -154,7 +156,7 @@ var emptyValue = []string{""}
 // absolute URL, where a sign-in returns to.
 func (s *Server) originalRequest(r *http.Request) (o *http.Request, target string, ok bool) {
 	refuse := func(reason string) (*http.Request, string, bool) {
-		s.log.Debug("forward-auth: original request refused", "reason", reason)
+		s.log.DebugContext(r.Context(), "forward-auth: original request refused", "reason", reason)
 		return nil, "", false
 	}
 	var c claims
@@ -197,13 +199,13 @@ func (s *Server) originalRequest(r *http.Request) (o *http.Request, target strin
 	uri := c.uri
 	if uri == "" {
 		noOriginalURI.Do(func() {
-			s.log.Warn("forward-auth request without X-Forwarded-Uri, X-Original-URL or X-Original-URI refused (401): make the proxy send the original URI, e.g. nginx: proxy_set_header X-Original-URI $request_uri;")
+			s.log.WarnContext(r.Context(), "forward-auth request without X-Forwarded-Uri, X-Original-URL or X-Original-URI refused (401): make the proxy send the original URI, e.g. nginx: proxy_set_header X-Original-URI $request_uri;")
 		})
 		return refuse("no original URI")
 	}
 	if c.method == "" {
 		noOriginalMethod.Do(func() {
-			s.log.Warn("forward-auth requests carry no X-Original-Method or X-Forwarded-Method: cross-site writes cannot be told from reads (nginx asks with GET whatever the method); add proxy_set_header X-Original-Method $request_method;")
+			s.log.WarnContext(r.Context(), "forward-auth requests carry no X-Original-Method or X-Forwarded-Method: cross-site writes cannot be told from reads (nginx asks with GET whatever the method); add proxy_set_header X-Original-Method $request_method;")
 		})
 	}
 	host := cmp.Or(c.host, r.Host)

@@ -28,7 +28,7 @@ func (s *Server) frontChannelLogout(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if p == nil || sid == "" || len(q["iss"]) != 1 || len(q["sid"]) != 1 {
-		s.log.Warn("front-channel logout refused", "reason", "iss is no configured upstream's issuer, or sid is missing")
+		s.log.WarnContext(r.Context(), "front-channel logout refused", "reason", "iss is no configured upstream's issuer, or sid is missing")
 		s.fail(w, r, errBadRequest)
 		return
 	}
@@ -37,7 +37,7 @@ func (s *Server) frontChannelLogout(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("front-channel logout", "upstream", p.label(), "sessions", n)
+	s.log.InfoContext(r.Context(), "front-channel logout", "upstream", p.label(), "sessions", n)
 	h := w.Header()
 	noStore(h)
 	h.Del("X-Frame-Options") // CSP frame-ancestors names who may frame it

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authgate/authgate/metrics"
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/session/redistest"
@@ -142,6 +143,10 @@ type gatewayOptions struct {
 	// upstreams are further authorization servers by name (Deps.Upstreams),
 	// sharing discovery and keys with the default one as in production.
 	upstreams map[string]upstream.Config
+	// metrics receives the gateway's and its upstream's metrics.
+	metrics *metrics.Metrics
+	// jsonLog logs (the access log too) as JSON, not text.
+	jsonLog bool
 }
 
 // gateway starts a gateway over e's store and authorization server.
@@ -174,17 +179,27 @@ func (e *env) gateway(o gatewayOptions) *gateway {
 	if err := sc.Validate(); err != nil {
 		t.Fatalf("session config: %v", err)
 	}
-	sessions, err := session.NewManager(sc, e.store, e.clock.Now)
+	store := e.store
+	if o.metrics != nil {
+		store = session.Observe(store, o.metrics)
+	}
+	sessions, err := session.NewManager(sc, store, e.clock.Now)
 	if err != nil {
 		t.Fatalf("session manager: %v", err)
 	}
 	t.Cleanup(sessions.Close)
-	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var logOut io.Writer = e.logs
+	level := slog.LevelDebug
 	if o.logInfo {
-		log = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		logOut, level = io.Discard, slog.LevelInfo
 	}
+	var h slog.Handler = slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level})
+	if o.jsonLog {
+		h = slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(proxy.NewLogHandler(h))
 	shared := &upstream.Shared{}
-	up, err := upstream.New(uc, upstream.Deps{Now: e.clock.Now, Logger: log, Shared: shared})
+	up, err := upstream.New(uc, upstream.Deps{Now: e.clock.Now, Logger: log, Shared: shared, Observer: o.metrics})
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
 	}
@@ -193,11 +208,11 @@ func (e *env) gateway(o gatewayOptions) *gateway {
 		if named == nil {
 			named = map[string]*upstream.Client{}
 		}
-		if named[name], err = upstream.New(c, upstream.Deps{Now: e.clock.Now, Logger: log, Shared: shared}); err != nil {
+		if named[name], err = upstream.New(c, upstream.Deps{Now: e.clock.Now, Logger: log, Shared: shared, Observer: o.metrics}); err != nil {
 			t.Fatalf("upstreams.%s: %v", name, err)
 		}
 	}
-	srv, err := proxy.New(pc, proxy.Deps{Upstream: up, Upstreams: named, Sessions: sessions, Logger: log, Now: e.clock.Now})
+	srv, err := proxy.New(pc, proxy.Deps{Upstream: up, Upstreams: named, Sessions: sessions, Logger: log, AccessLog: logOut, AccessLogJSON: o.jsonLog, Now: e.clock.Now, Metrics: o.metrics})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
 	}

@@ -6,6 +6,18 @@ import (
 	"time"
 )
 
+// Health serves /healthz and /readyz: on the public listener (for
+// compatibility) and on the metrics listener.
+func (s *Server) Health() http.Handler { return http.HandlerFunc(s.serveHealth) }
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/readyz" {
+		s.readyz(w, r)
+		return
+	}
+	s.healthz(w, r)
+}
+
 // healthz answers 200 while the process serves (liveness).
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -91,7 +91,7 @@ func (s *Server) relay(w http.ResponseWriter, r *http.Request, fields map[string
 	w.WriteHeader(http.StatusOK)
 	d := relayData{Action: s.cfg.Prefix + "/implicit", Fields: fields, Nonce: nonce, Script: script, CSS: template.CSS(pageCSS)}
 	if err := relayTpl.Execute(w, d); err != nil {
-		s.log.Error("render page", "error", err.Error())
+		s.log.ErrorContext(r.Context(), "render page", "error", err.Error())
 	}
 }
 

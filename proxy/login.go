@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/authgate/authgate/metrics"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
 )
@@ -93,6 +95,11 @@ func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, rt *route, t
 	s.setCookie(w, s.cookies.binding, value, s.sessions.Config().LoginTimeout)
 	noStore(w.Header())
 	http.Redirect(w, r, authURL, http.StatusFound)
+	if silent {
+		s.metrics.Auth(metrics.LoginStarted, "silent")
+	} else {
+		s.metrics.Auth(metrics.LoginStarted, "interactive")
+	}
 	return nil
 }
 
@@ -194,6 +201,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	code := q.Get("code")
 	if code == "" || len(code) > maxParam {
+		s.metrics.Auth(metrics.LoginFailed, "other")
 		s.fail(w, r, errLoginFailed.withCause(errors.New("no code in the authorization response")))
 		return
 	}
@@ -213,57 +221,54 @@ func (s *Server) authorizationResponse(w http.ResponseWriter, r *http.Request, q
 		return nil, nil, false
 	}
 	ctx := r.Context()
-	state := q.Get("state")
-	if state == "" || len(state) > maxParam {
-		s.fail(w, r, errLoginExpired.withCause(errors.New("missing or oversized state")))
-		return nil, nil, false
-	}
-	binding, err := s.sessions.DecodeBinding(cookieValue(r, s.cookies.binding))
-	if err != nil {
-		s.fail(w, r, errLoginExpired.withCause(errors.New("no valid binding cookie")))
-		return nil, nil, false
-	}
-	ls, err := s.sessions.TakeState(ctx, state)
-	if errors.Is(err, session.ErrNotFound) {
-		s.fail(w, r, errLoginExpired.withCause(errors.New("unknown, used or expired state")))
-		return nil, nil, false
-	}
-	if err != nil {
+	refuse := func(reason string, err error) (*session.LoginState, *route, bool) {
+		s.metrics.Auth(metrics.LoginFailed, reason)
 		s.fail(w, r, err)
 		return nil, nil, false
 	}
+	state := q.Get("state")
+	if state == "" || len(state) > maxParam {
+		return refuse("state", errLoginExpired.withCause(errors.New("missing or oversized state")))
+	}
+	binding, err := s.sessions.DecodeBinding(cookieValue(r, s.cookies.binding))
+	if err != nil {
+		return refuse("state", errLoginExpired.withCause(errors.New("no valid binding cookie")))
+	}
+	ls, err := s.sessions.TakeState(ctx, state)
+	if errors.Is(err, session.ErrNotFound) {
+		return refuse("state", errLoginExpired.withCause(errors.New("unknown, used or expired state")))
+	}
+	if err != nil {
+		return refuse(loginFailure(err), err)
+	}
 	if !ls.BoundTo(binding) {
-		s.fail(w, r, errLoginExpired.withCause(errors.New("state bound to another browser")))
-		return nil, nil, false
+		return refuse("state", errLoginExpired.withCause(errors.New("state bound to another browser")))
 	}
 	rt := s.routeByIndex(ls.Route)
 	if rt == nil || rt.cfg.Grant != grant {
-		s.fail(w, r, errLoginExpired.withCause(errors.New("the login's route is gone or of another grant")))
-		return nil, nil, false
+		return refuse("state", errLoginExpired.withCause(errors.New("the login's route is gone or of another grant")))
 	}
 	if e := q.Get("error"); e != "" {
 		desc := q.Get("error_description")
 		if ls.Silent && needsInteraction[e] {
 			// prompt=none could not sign the user in without a page:
 			// an ordinary login, to the same place.
-			s.log.Info("silent sign-in needs the user; starting an interactive login", "route", rt.index, "error", truncate(e, 64))
+			s.log.InfoContext(r.Context(), "silent sign-in needs the user; starting an interactive login", "route", rt.index, "error", truncate(e, 64))
 			if err := s.startLogin(w, r, rt, ls.RedirectTo, false); err != nil {
 				s.fail(w, r, err)
 			}
 			return nil, nil, false
 		}
-		s.logServerError(rt, "authorization response", e, redactParam(desc, state))
-		s.fail(w, r, &pageError{status: http.StatusForbidden, title: "Sign-in was not completed",
+		s.logServerError(ctx, rt, "authorization response", e, redactParam(desc, state))
+		return refuse("server_error", &pageError{status: http.StatusForbidden, reason: "server_refused", title: "Sign-in was not completed",
 			message: "The authorization server answered: " + truncate(e, 100) + ": " + truncate(redactParam(desc, state), 300),
 			retry:   "/"})
-		return nil, nil, false
 	}
 	// RFC 9207 §2.4: a response with an ID token may omit iss (the ID
 	// token's own iss is verified); oidc-provider does so.
 	if q.Has("iss") || grant != GrantImplicit || q.Get("id_token") == "" {
 		if err := rt.up.CheckIssuer(ctx, q.Get("iss"), q.Has("iss")); err != nil {
-			s.fail(w, r, errLoginFailed.withCause(err))
-			return nil, nil, false
+			return refuse("issuer", errLoginFailed.withCause(err))
 		}
 	}
 	return ls, rt, true
@@ -273,6 +278,9 @@ func (s *Server) authorizationResponse(w http.ResponseWriter, r *http.Request, q
 // back where it was going (status: 302 after a GET, 303 after a POST), or
 // answers the grant's failure.
 func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request, rt *route, ls *session.LoginState, login *upstream.Login, err error, status int) {
+	if err != nil {
+		s.metrics.Auth(metrics.LoginFailed, loginFailure(err))
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, upstream.ErrUnavailable): // a JWKS down is no bad token
@@ -285,7 +293,7 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request, rt *route, 
 		var te *upstream.TokenError
 		if errors.As(err, &te) && te.Code != "" {
 			// Logged here with its code and level, not again by fail.
-			s.logServerError(rt, "token endpoint", te.Code, te.Description)
+			s.logServerError(r.Context(), rt, "token endpoint", te.Code, te.Description)
 			s.fail(w, r, errLoginFailed)
 			return
 		}
@@ -293,6 +301,7 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request, rt *route, 
 		return
 	}
 	if err := s.beginSession(w, r, rt, login); err != nil {
+		s.metrics.Auth(metrics.LoginFailed, loginFailure(err))
 		s.fail(w, r, err)
 		return
 	}
@@ -301,9 +310,26 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request, rt *route, 
 	if target == "" {
 		target = "/"
 	}
-	s.log.Info("login", "sub", login.Identity.Subject, "route", ls.Route, "grant", rt.cfg.Grant, "silent", ls.Silent, "refresh_token", !login.Token.RefreshToken.IsZero())
+	s.metrics.Auth(metrics.LoginSucceeded, rt.cfg.Grant)
+	exchangeOf(r).user = cmp.Or(login.Identity.User, login.Identity.Subject)
+	s.log.InfoContext(r.Context(), "login", "sub", login.Identity.Subject, "route", ls.Route, "grant", rt.cfg.Grant, "silent", ls.Silent, "refresh_token", !login.Token.RefreshToken.IsZero())
 	noStore(w.Header())
 	http.Redirect(w, r, target, status)
+}
+
+// loginFailure is a failed login's reason for the metrics.
+func loginFailure(err error) string {
+	var te *upstream.TokenError
+	switch {
+	case errors.Is(err, upstream.ErrUnavailable), errors.Is(err, session.ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, upstream.ErrInvalidIDToken):
+		return "id_token_invalid"
+	case errors.As(err, &te):
+		return "token_refused"
+	default:
+		return "other"
+	}
 }
 
 // sessionFrom is the session a completed login starts.
@@ -407,12 +433,12 @@ var userErrors = map[string]bool{
 // logServerError logs an error the authorization server answered, once
 // per occurrence, with its code and a bounded description (already free
 // of the request's credentials).
-func (s *Server) logServerError(rt *route, where, code, desc string) {
+func (s *Server) logServerError(ctx context.Context, rt *route, where, code, desc string) {
 	level := slog.LevelWarn
 	if userErrors[code] {
 		level = slog.LevelInfo
 	}
-	s.log.Log(context.Background(), level, "the authorization server refused the sign-in",
+	s.log.Log(ctx, level, "the authorization server refused the sign-in",
 		"where", where, "error", truncate(printable(code), 64), "error_description", truncate(printable(desc), 200), "route", rt.index)
 }
 

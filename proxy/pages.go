@@ -103,7 +103,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, d pa
 	w.WriteHeader(status)
 	d.CSS = template.CSS(pageCSS)
 	if err := pageTpl.Execute(w, d); err != nil {
-		s.log.Error("render page", "error", err.Error())
+		s.log.ErrorContext(r.Context(), "render page", "error", err.Error())
 	}
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authgate/authgate/metrics"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
 )
@@ -31,9 +33,9 @@ var (
 	// msgBadCredentials is the one answer to a wrong password and an
 	// unknown user alike (SECURITY.md 35).
 	msgBadCredentials = "Invalid username or password."
-	errThrottled      = &pageError{status: http.StatusTooManyRequests, title: "Too many attempts",
+	errThrottled      = &pageError{status: http.StatusTooManyRequests, reason: "throttled", title: "Too many attempts",
 		message: "Too many failed sign-ins for this account or from this address. Wait a while, then try again."}
-	errLoginCSRF = &pageError{status: http.StatusForbidden, title: "Sign-in refused",
+	errLoginCSRF = &pageError{status: http.StatusForbidden, reason: "login_csrf", title: "Sign-in refused",
 		message: "This sign-in form was not opened in this browser, or it expired. Open the sign-in page again.", retry: "/"}
 	errPasswordRefused = &pageError{status: http.StatusBadGateway, title: "Sign-in service refused the gateway",
 		message: "The authorization server refused the gateway's password sign-in. The administrator must allow the password grant for the gateway's client."}
@@ -53,6 +55,7 @@ func (s *Server) basic(w http.ResponseWriter, r *http.Request, rt *route, user, 
 		if wait, err := s.throttle.Check(r.Context(), user, subscriber(s.trusted.clientAddr(r)).String()); err != nil {
 			return nil, false, err
 		} else if wait > 0 {
+			s.metrics.Auth(metrics.Throttled, "password")
 			return nil, false, throttled(wait)
 		}
 		return sess, true, nil
@@ -98,14 +101,22 @@ func (s *Server) passwordLogin(r *http.Request, rt *route, user string, pass ups
 	if wait, err := s.throttle.Begin(ctx, user, addr); err != nil {
 		return nil, err
 	} else if wait > 0 {
+		s.metrics.Auth(metrics.Throttled, "password")
 		return nil, throttled(wait)
 	}
 	login, err := rt.up.Password(ctx, user, pass)
+	if upstream.IsInvalidGrant(err) {
+		s.metrics.Auth(metrics.LoginFailed, "bad_credentials")
+	} else if err != nil {
+		s.metrics.Auth(metrics.LoginFailed, loginFailure(err))
+	}
 	if err == nil {
+		s.metrics.Auth(metrics.LoginSucceeded, GrantPassword)
+		exchangeOf(r).user = cmp.Or(login.Identity.User, login.Identity.Subject)
 		if err := s.throttle.Succeed(ctx, user); err != nil {
-			s.log.Warn("sign-in throttle not reset", "error", err.Error())
+			s.log.WarnContext(r.Context(), "sign-in throttle not reset", "error", err.Error())
 		}
-		s.log.Info("login", "sub", login.Identity.Subject, "route", rt.index, "grant", GrantPassword)
+		s.log.InfoContext(r.Context(), "login", "sub", login.Identity.Subject, "route", rt.index, "grant", GrantPassword)
 		return login, nil
 	}
 	var te *upstream.TokenError
@@ -115,13 +126,13 @@ func (s *Server) passwordLogin(r *http.Request, rt *route, user string, pass ups
 		if ferr := s.throttle.Fail(context.WithoutCancel(ctx), addr); ferr != nil {
 			return nil, ferr // fail closed: an uncounted attempt would dodge the throttle
 		}
-		s.log.Info("password sign-in failed", "route", rt.index, "client", addr)
+		s.log.InfoContext(r.Context(), "password sign-in failed", "route", rt.index, "client", addr)
 		return nil, errBadCredentialsPage
 	case errors.As(err, &te) && te.StatusCode >= 400 && te.StatusCode < 500 && te.Code != "":
 		// invalid_client, unauthorized_client, unsupported_grant_type:
 		// the configuration, not the user.
 		if _, seen := s.refusalWarned.LoadOrStore(te.Code, true); !seen {
-			s.log.Warn("the authorization server refuses the password grant: allow grant type password for the gateway's client (or check its credentials)",
+			s.log.WarnContext(r.Context(), "the authorization server refuses the password grant: allow grant type password for the gateway's client (or check its credentials)",
 				"error", printable(truncate(te.Code, 64)), "error_description", printable(truncate(redactParam(redactParam(te.Description, pass.Reveal()), user), 200)), "route", rt.index)
 		}
 		return nil, errPasswordRefused.withMessage("The authorization server answered " + truncate(te.Code, 64) + ". The administrator must allow the password grant for the gateway's client.")

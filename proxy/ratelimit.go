@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/authgate/authgate/metrics"
 )
 
 // maxLimiterEntries bounds a limiter's memory: beyond it, buckets that
@@ -84,7 +86,7 @@ func (l *limiter) sweep(now time.Time, rate float64) {
 }
 
 // errTooManyLogins is the page of a client over its login rate.
-var errTooManyLogins = &pageError{status: http.StatusTooManyRequests, title: "Too many sign-in attempts",
+var errTooManyLogins = &pageError{status: http.StatusTooManyRequests, reason: "rate_limited", title: "Too many sign-in attempts",
 	message: "This address started too many sign-ins in a short time. Wait a minute, then try again."}
 
 // shouldWarn reports whether a refusal may be logged now: at most once a
@@ -108,10 +110,15 @@ func (s *Server) allowLogin(w http.ResponseWriter, r *http.Request, lim *limiter
 	if ok {
 		return nil
 	}
+	if lim == s.loginLimit {
+		s.metrics.Auth(metrics.Throttled, "login_rate")
+	} else {
+		s.metrics.Auth(metrics.Throttled, "callback_rate")
+	}
 	if lim.shouldWarn() {
 		// Behind a load balancer that is not in trusted_proxies, every
 		// user shares its address and so one budget.
-		s.log.Warn("login rate limit reached; if this address is a proxy or load balancer, list it in trusted_proxies",
+		s.log.WarnContext(r.Context(), "login rate limit reached; if this address is a proxy or load balancer, list it in trusted_proxies",
 			"client", addr.String(), "limit_per_minute", s.cfg.Limits.LoginsPerMinute)
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))

@@ -5,20 +5,22 @@ package proxy
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/authgate/authgate/metrics"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
 )
@@ -35,8 +37,21 @@ type Deps struct {
 	Upstreams map[string]*upstream.Client
 	// Sessions stores sessions and pending logins. Required.
 	Sessions *session.Manager
-	// Logger receives access and error logs. Nil: discards.
+	// Logger receives the error and event logs; New wraps its handler
+	// with NewLogHandler (request ids). Nil: discards.
 	Logger *slog.Logger
+	// AccessLog receives the access log (Config.AccessLog), one whole line
+	// per Write, in slog.TextHandler's format, or slog.JSONHandler's with
+	// AccessLogJSON: the process log's. A line is written when Logger is
+	// enabled at its level (info; warn for a 5xx). It must be safe for
+	// concurrent use (an *os.File is; Logger may write to it too). Nil: no
+	// access log.
+	AccessLog io.Writer
+	// AccessLogJSON writes the access log as JSON objects.
+	AccessLogJSON bool
+	// Metrics counts requests and authentication outcomes. Nil: a
+	// registry of its own that nothing serves.
+	Metrics *metrics.Metrics
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 	// Transport carries requests to the backends. Nil: NewTransport() with
@@ -76,6 +91,17 @@ type Server struct {
 	// refusalWarned holds the token endpoint's configuration refusals of
 	// the password grant already logged (once per code).
 	refusalWarned sync.Map
+
+	metrics *metrics.Metrics
+	// accessOut receives the access log (nil: off), in JSON with
+	// accessJSON.
+	accessOut  io.Writer
+	accessJSON bool
+	// unmatched, health and endpointMetrics count the requests of no
+	// route, of /healthz and /readyz, and of each of the gateway's
+	// endpoints.
+	unmatched, health *metrics.Route
+	endpointMetrics   map[string]endpointStats
 }
 
 // cookieNames are the effective names of the gateway's cookies.
@@ -108,6 +134,11 @@ type route struct {
 	callerScope string
 	// machine is the client credentials authenticator; nil on other grants.
 	machine *clientCreds
+
+	// label names the route in metrics and the access log: its name,
+	// else its index.
+	label   string
+	metrics *metrics.Route
 }
 
 // authenticator establishes who is calling a route; each grant has one.
@@ -136,6 +167,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.observe(cfg, deps)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -206,7 +238,8 @@ func (s *Server) newRoute(i int, rc Route, p *provider, transport http.RoundTrip
 			return nil, fmt.Errorf("client_id: %w", err)
 		}
 	}
-	rt := &route{index: i, cfg: rc, backend: backend, public: rc.PublicPaths, up: up, provider: p}
+	rt := &route{index: i, label: cmp.Or(rc.Name, strconv.Itoa(i)), cfg: rc, backend: backend, public: rc.PublicPaths, up: up, provider: p}
+	rt.metrics = s.metrics.Route(rt.label, rc.Grant)
 	rt.audience = cmp.Or(rc.Audience, rc.Resource, up.Config().ClientID)
 	rt.callerScope = rt.audience + "\x00" + serverID(up.Config())
 	switch rc.Grant {
@@ -239,7 +272,7 @@ func (s *Server) HTTPServer() *http.Server {
 	l := s.cfg.Limits
 	return &http.Server{
 		Addr:              s.cfg.Listen,
-		Handler:           s.withAccessLog(s),
+		Handler:           s,
 		ReadHeaderTimeout: l.ReadHeaderTimeout,
 		IdleTimeout:       l.IdleTimeout,
 		MaxHeaderBytes:    l.MaxHeaderBytes,
@@ -247,12 +280,15 @@ func (s *Server) HTTPServer() *http.Server {
 	}
 }
 
-// ServeHTTP routes one request: the gateway's endpoints, then the route's
+// serve routes one request: the gateway's endpoints, then the route's
 // authenticator, policy and the backend.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
+	x := exchangeOf(r)
 	if p == s.authEndpoint && s.cfg.ForwardAuth.Enabled {
-		s.forwardAuth(w, r) // before any check that could answer other than 202/401/403
+		e := s.endpointMetrics["/auth"]
+		x.route, x.label = e.metrics, e.label // until gate names the route
+		s.forwardAuth(w, r)                   // before any check that could answer other than 202/401/403
 		return
 	}
 	if countCookies(r.Header) > s.cfg.Limits.MaxCookies {
@@ -261,15 +297,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if strings.HasPrefix(p, s.endpoints) {
-		s.serveEndpoint(w, r, p[len(s.cfg.Prefix):])
+		name := p[len(s.cfg.Prefix):]
+		e, ok := s.endpointMetrics[name]
+		if !ok {
+			e = s.endpointMetrics["/other"]
+		}
+		x.route, x.label = e.metrics, e.label
+		s.serveEndpoint(w, r, name)
 		return
 	}
 	switch p {
-	case "/healthz":
-		s.healthz(w, r)
-		return
-	case "/readyz":
-		s.readyz(w, r)
+	case "/healthz", "/readyz":
+		x.route, x.label = s.health, "_health"
+		s.serveHealth(w, r)
 		return
 	}
 	rt, sess, ok := s.gate(w, r)
@@ -277,11 +317,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = s.boundUpload(w, r)
-	if sess == nil {
-		rt.proxy.ServeHTTP(w, r) // a public path
-		return
-	}
-	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
+	x.sess = sess // nil on a public path
+	rt.proxy.ServeHTTP(w, r)
 }
 
 // gate decides a request for a route: the route and public path, caller
@@ -295,6 +332,8 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request) (*route, *session.
 		s.fail(w, r, err)
 		return nil, nil, false
 	}
+	x := exchangeOf(r)
+	x.route, x.label = rt.metrics, rt.label
 	var callerToken, basicUser, basicPass string
 	var basic bool
 	if !public {
@@ -336,6 +375,7 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request) (*route, *session.
 	if !ok {
 		return nil, nil, false
 	}
+	x.user = sess.UserName()
 	if !rt.cfg.Allow.permits(sess) {
 		s.fail(w, r, errForbidden)
 		return nil, nil, false
@@ -433,6 +473,3 @@ func (s *Server) crossSiteWrite(r *http.Request) bool {
 	}
 	return !strings.EqualFold(u.Host, r.Host) && !strings.EqualFold(u.Host, s.public.Host)
 }
-
-// sessionKey carries the authenticated session to the proxy's Rewrite.
-type sessionKey struct{}

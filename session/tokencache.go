@@ -227,7 +227,7 @@ func (t *MachineToken) Invalidate(ctx context.Context, tok upstream.Secret) {
 	if !t.cur.CompareAndSwap(e, nil) {
 		return
 	}
-	t.c.log.Warn("the backend refused the client credentials token; fetching a new one")
+	t.c.log.WarnContext(ctx, "the backend refused the client credentials token; fetching a new one")
 	if rec, err := t.c.store.Get(ctx, t.key); err == nil {
 		if shared, err := t.c.openToken(t.key, rec); err == nil && shared.AccessToken == tok {
 			_ = t.c.store.Delete(ctx, t.key)
@@ -256,7 +256,7 @@ func (t *MachineToken) refill(ctx context.Context, wait bool) (*machineEntry, er
 		if !errors.Is(err, ErrLocked) {
 			// The store is down: fetch for this replica alone rather than
 			// fail requests the token endpoint could serve.
-			t.c.log.Warn("machine token: the store is unavailable, fetching without the fleet's lock", "error", err.Error())
+			t.c.log.WarnContext(ctx, "machine token: the store is unavailable, fetching without the fleet's lock", "error", err.Error())
 			return t.fetchLocked(ctx)
 		}
 		if !wait {
@@ -291,7 +291,7 @@ func (t *MachineToken) fetchLocked(ctx context.Context) (*machineEntry, error) {
 	if ttl := tok.Expiry.Sub(t.c.now()); ttl > 0 {
 		if rec, err := t.c.sealToken(t.key, tok); err == nil {
 			if err := t.c.store.Set(ctx, t.key, rec, ttl); err != nil {
-				t.c.log.Warn("machine token not shared with the other replicas: the store failed", "error", err.Error())
+				t.c.log.WarnContext(ctx, "machine token not shared with the other replicas: the store failed", "error", err.Error())
 			}
 		}
 	}
@@ -486,6 +486,6 @@ func (c *TokenCache) ShareCaller(ctx context.Context, k CallerKey, s *Session, u
 		return
 	}
 	if err := c.store.Set(ctx, key, rec, ttl); err != nil {
-		c.log.Debug("caller token result not shared: the store failed", "error", err.Error())
+		c.log.DebugContext(ctx, "caller token result not shared: the store failed", "error", err.Error())
 	}
 }

@@ -133,7 +133,7 @@ func (c *Client) Exchange(ctx context.Context, code string, r AuthRequest) (*Log
 	}
 	if tok.RefreshToken.IsZero() && slices.Contains(c.cfg.Scopes, "offline_access") {
 		c.noRefreshWarning.Do(func() {
-			c.log.Warn("the authorization server issued no refresh token although scope offline_access was requested: "+
+			c.log.WarnContext(ctx, "the authorization server issued no refresh token although scope offline_access was requested: "+
 				"sessions end when their access token expires, then a browser is signed in again silently (prompt=none). "+
 				"Servers such as oidc-provider issue one only with prompt=consent, Google only with access_type=offline: "+
 				"set upstream.authorization_params accordingly, or drop offline_access from upstream.scopes to silence this",

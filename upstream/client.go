@@ -49,6 +49,16 @@ type Deps struct {
 	// Shared lets Clients of the same authorization server share its
 	// metadata and keys. Nil: this Client keeps its own.
 	Shared *Shared
+	// Observer is told of every call to the server (metrics). Nil: none.
+	Observer Observer
+}
+
+// Observer is told of every call to the authorization server.
+type Observer interface {
+	// ObserveCall reports a call to endpoint ("discovery", "jwks",
+	// "token", "userinfo", "introspection" or "revocation") that
+	// answered status (0: no answer: a network error, a timeout) after d.
+	ObserveCall(endpoint string, status int, d time.Duration)
 }
 
 // Client talks to one authorization server. It is safe for concurrent use
@@ -59,6 +69,7 @@ type Client struct {
 	http *http.Client
 	now  func() time.Time
 	log  *slog.Logger
+	obs  Observer
 	// srv is the server's metadata and keys, shared with the other
 	// Clients of Deps.Shared that discover alike.
 	srv *server
@@ -76,7 +87,7 @@ func New(cfg Config, deps Deps) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, auth: auth, http: deps.HTTPClient, now: deps.Now, log: deps.Logger}
+	c := &Client{cfg: cfg, auth: auth, http: deps.HTTPClient, now: deps.Now, log: deps.Logger, obs: deps.Observer}
 	if c.http == nil {
 		c.http = &http.Client{
 			Timeout: cfg.Timeout,
@@ -105,9 +116,9 @@ func New(cfg Config, deps Deps) (*Client, error) {
 // Config returns the effective configuration (defaults applied).
 func (c *Client) Config() Config { return c.cfg }
 
-// get performs a GET of url with accept and returns at most maxBody bytes of
-// a 200 answer.
-func (c *Client) get(ctx context.Context, url, accept string, bearer Secret) ([]byte, error) {
+// get performs a GET of url, the server's endpoint named endpoint (for the
+// Observer), with accept and returns at most maxBody bytes of a 200 answer.
+func (c *Client) get(ctx context.Context, endpoint, url, accept string, bearer Secret) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -118,23 +129,37 @@ func (c *Client) get(ctx context.Context, url, accept string, bearer Secret) ([]
 	if !bearer.IsZero() {
 		req.Header.Set("Authorization", "Bearer "+bearer.Reveal())
 	}
-	resp, err := c.http.Do(req)
+	status, body, err := c.do(endpoint, req)
 	if err != nil {
 		return nil, unreachable(err)
 	}
-	defer resp.Body.Close()
-	body, err := readLimited(resp.Body)
-	if err != nil {
-		return nil, unreachable(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		err := fmt.Errorf("GET %s: status %d", redactURL(url), resp.StatusCode)
-		if resp.StatusCode >= 500 {
+	if status != http.StatusOK {
+		err := fmt.Errorf("GET %s: status %d", redactURL(url), status)
+		if status >= 500 {
 			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return nil, err
 	}
 	return body, nil
+}
+
+// do sends req to the server's endpoint and reads at most maxBody bytes of
+// the answer, telling the Observer how long it took, the body included.
+// A failure to read the whole answer counts as no answer (status 0).
+func (c *Client) do(endpoint string, req *http.Request) (status int, body []byte, err error) {
+	start := time.Now()
+	if c.obs != nil {
+		defer func() { c.obs.ObserveCall(endpoint, status, time.Since(start)) }()
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	if body, err = readLimited(resp.Body); err != nil {
+		return 0, nil, err
+	}
+	return resp.StatusCode, body, nil
 }
 
 // readLimited reads r up to maxBody bytes; a longer body is an error rather

@@ -141,7 +141,7 @@ func (c *Client) fetchMetadata(ctx context.Context) (*Metadata, error) {
 	}
 	var firstErr error
 	for _, u := range urls {
-		body, err := c.get(ctx, u, "application/json", "")
+		body, err := c.get(ctx, "discovery", u, "application/json", "")
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err

@@ -29,7 +29,7 @@ func (c *Client) Introspect(ctx context.Context, token Secret, audience string) 
 		return nil, ErrNoIntrospection
 	}
 	form := url.Values{"token": {token.Reveal()}, "token_type_hint": {"access_token"}}
-	status, body, err := c.postForm(ctx, m.IntrospectionEndpoint, form)
+	status, body, err := c.postForm(ctx, "introspection", m.IntrospectionEndpoint, form)
 	if err != nil {
 		return nil, err
 	}

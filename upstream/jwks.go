@@ -86,7 +86,7 @@ func (s *keySet) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.c.log.Info("JWKS loaded", "keys", len(keys))
+	s.c.log.InfoContext(ctx, "JWKS loaded", "keys", len(keys))
 	return nil
 }
 
@@ -99,7 +99,7 @@ func (s *keySet) fetch(ctx context.Context) ([]jwk, error) {
 	if m.JWKSURI == "" {
 		return nil, errors.New("the authorization server publishes no jwks_uri (set upstream.jwks_uri)")
 	}
-	body, err := s.c.get(ctx, m.JWKSURI, "application/json", "")
+	body, err := s.c.get(ctx, "jwks", m.JWKSURI, "application/json", "")
 	if err != nil {
 		return nil, fmt.Errorf("fetch JWKS: %w", err)
 	}
@@ -108,7 +108,7 @@ func (s *keySet) fetch(ctx context.Context) ([]jwk, error) {
 		return nil, fmt.Errorf("JWKS at %s: %w", redactURL(m.JWKSURI), err)
 	}
 	for _, e := range skipped {
-		s.c.log.Warn("JWKS key unusable", "jwks_uri", redactURL(m.JWKSURI), "error", e.Error())
+		s.c.log.WarnContext(ctx, "JWKS key unusable", "jwks_uri", redactURL(m.JWKSURI), "error", e.Error())
 	}
 	return keys, nil
 }

@@ -66,7 +66,7 @@ func (c *Client) Revoke(ctx context.Context, token Secret, hint string) error {
 	if m.RevocationEndpoint == "" || token.IsZero() {
 		return nil
 	}
-	status, _, err := c.postForm(ctx, m.RevocationEndpoint, url.Values{"token": {token.Reveal()}, "token_type_hint": {hint}})
+	status, _, err := c.postForm(ctx, "revocation", m.RevocationEndpoint, url.Values{"token": {token.Reveal()}, "token_type_hint": {hint}})
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,7 @@ func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
 		return nil, err
 	}
 	start := c.now()
-	status, body, err := c.postForm(ctx, m.TokenEndpoint, form)
+	status, body, err := c.postForm(ctx, "token", m.TokenEndpoint, form)
 	if err != nil {
 		return nil, err
 	}
@@ -217,11 +217,12 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// postForm POSTs form to endpoint, a URL of the authorization server, with
+// postForm POSTs form to endpoint, a URL of the authorization server (name
+// says which, for the Observer), with
 // this client's authentication, and returns the status and the
 // size-limited body. The credentials are added to form, so that redact
 // finds them there.
-func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values) (int, []byte, error) {
+func (c *Client) postForm(ctx context.Context, name, endpoint string, form url.Values) (int, []byte, error) {
 	m, err := c.Metadata(ctx)
 	if err != nil {
 		return 0, nil, err
@@ -240,14 +241,9 @@ func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values)
 		return 0, nil, fmt.Errorf("build request: %w", err)
 	}
 	req.Header = header
-	resp, err := c.http.Do(req)
+	status, body, err := c.do(name, req)
 	if err != nil {
 		return 0, nil, unreachable(err)
 	}
-	defer resp.Body.Close()
-	body, err := readLimited(resp.Body)
-	if err != nil {
-		return 0, nil, unreachable(err)
-	}
-	return resp.StatusCode, body, nil
+	return status, body, nil
 }

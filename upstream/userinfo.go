@@ -17,7 +17,7 @@ func (c *Client) Userinfo(ctx context.Context, accessToken Secret) (*Identity, e
 	if m.UserinfoEndpoint == "" {
 		return nil, errors.New("the authorization server has no userinfo endpoint")
 	}
-	body, err := c.get(ctx, m.UserinfoEndpoint, "application/json", accessToken)
+	body, err := c.get(ctx, "userinfo", m.UserinfoEndpoint, "application/json", accessToken)
 	if err != nil {
 		return nil, fmt.Errorf("userinfo: %w", err)
 	}

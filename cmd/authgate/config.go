@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/authgate/authgate/metrics"
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
@@ -24,6 +25,8 @@ import (
 // Every key is declared once, in the package that uses it.
 type fileConfig struct {
 	proxy.Config `yaml:",inline"`
+	// Metrics is the metrics listener (metrics_listen, metrics_pprof).
+	Metrics metrics.Config `yaml:",inline"`
 	// Log configures the process log.
 	Log logConfig `yaml:"log"`
 	// Upstream is the default authorization server: the routes that name
@@ -116,6 +119,13 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, 
 	cfg.Session.SetDefaults()
 	var errs []error
 	errs = appendPrefixed(errs, "", cfg.Config.Validate())
+	errs = appendPrefixed(errs, "", cfg.Metrics.Validate())
+	if l := cfg.Metrics.Listen; l != "" && l == cfg.Config.Listen {
+		errs = append(errs, errors.New("metrics_listen: must differ from listen: /metrics is never served on the public listener"))
+	}
+	if !cfg.Config.Admin.Token.IsZero() && cfg.Metrics.Listen == "" {
+		errs = append(errs, errors.New("admin.token: the admin API is served on metrics_listen only: set metrics_listen (e.g. \"127.0.0.1:9180\")"))
+	}
 	errs = appendPrefixed(errs, "log.", cfg.Log.validate())
 	errs = appendPrefixed(errs, "upstream.", cfg.Upstream.Validate())
 	errs = append(errs, cfg.validateUpstreams()...)

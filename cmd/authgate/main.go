@@ -24,6 +24,8 @@ import (
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/authgate/authgate/proxy"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -69,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logOut := newBufferedLog(stderr)
 		log := newLogger(logOut, cfg.Log)
 		routeRedisLog(log)
-		err = serve(ctx, cfg, log)
+		err = serve(ctx, cfg, log, logOut)
 		logOut.Close()
 		if err != nil {
 			var ce *configError
@@ -132,9 +134,9 @@ func newLogger(w io.Writer, c logConfig) *slog.Logger {
 	_ = level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(proxy.NewLogHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(proxy.NewLogHandler(slog.NewTextHandler(w, opts)))
 }
 
 // redisLog sends go-redis's internal messages (pool dial failures) to the

@@ -49,7 +49,7 @@ func revokeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	g, err := build(cfg, log)
+	g, err := build(cfg, log, io.Discard)
 	if err != nil {
 		fmt.Fprintf(stderr, "authgate revoke: %v\n", err)
 		return 2

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/authgate/authgate/metrics"
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
@@ -22,16 +24,20 @@ type gateway struct {
 	server *proxy.Server
 	closer func() error
 	// ups are the authorization servers by name, "default" for upstream:.
-	ups   map[string]*upstream.Client
-	store session.Store
+	ups     map[string]*upstream.Client
+	store   session.Store
+	metrics *metrics.Metrics
 }
 
-// build wires the packages from cfg.
-func build(cfg *fileConfig, log *slog.Logger) (*gateway, error) {
+// build wires the packages from cfg. The access log goes to accessLog,
+// in the format of cfg.Log.
+func build(cfg *fileConfig, log *slog.Logger, accessLog io.Writer) (*gateway, error) {
+	m := metrics.New(metrics.Build{Version: version})
 	store, closeStore, err := session.OpenStore(cfg.Session, time.Now)
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
 	}
+	store = session.Observe(store, m)
 	sessions, err := session.NewManager(cfg.Session, store, time.Now)
 	if err != nil {
 		closeStore()
@@ -41,7 +47,7 @@ func build(cfg *fileConfig, log *slog.Logger) (*gateway, error) {
 	// Upstreams of one server share its metadata and keys.
 	shared := &upstream.Shared{}
 	ulog := log.With("component", "upstream")
-	up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: ulog.With("upstream", proxy.DefaultUpstream), Shared: shared})
+	up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: ulog.With("upstream", proxy.DefaultUpstream), Shared: shared, Observer: m})
 	if err != nil {
 		closer()
 		return nil, &configError{[]error{fmt.Errorf("upstream: %w", err)}}
@@ -49,24 +55,26 @@ func build(cfg *fileConfig, log *slog.Logger) (*gateway, error) {
 	ups := map[string]*upstream.Client{proxy.DefaultUpstream: up}
 	named := make(map[string]*upstream.Client, len(cfg.Upstreams))
 	for name, ucfg := range cfg.Upstreams {
-		c, err := upstream.New(ucfg, upstream.Deps{Logger: ulog.With("upstream", name), Shared: shared})
+		c, err := upstream.New(ucfg, upstream.Deps{Logger: ulog.With("upstream", name), Shared: shared, Observer: m})
 		if err != nil {
 			closer()
 			return nil, &configError{[]error{fmt.Errorf("upstreams.%s: %w", name, err)}}
 		}
 		named[name], ups[name] = c, c
 	}
-	srv, err := proxy.New(cfg.Config, proxy.Deps{Upstream: up, Upstreams: named, Sessions: sessions, Logger: log})
+	srv, err := proxy.New(cfg.Config, proxy.Deps{Upstream: up, Upstreams: named, Sessions: sessions, Logger: log, Metrics: m,
+		AccessLog: accessLog, AccessLogJSON: cfg.Log.Format == "json"})
 	if err != nil {
 		closer()
 		return nil, &configError{[]error{err}}
 	}
-	return &gateway{server: srv, closer: closer, ups: ups, store: store}, nil
+	return &gateway{server: srv, closer: closer, ups: ups, store: store, metrics: m}, nil
 }
 
 // serve runs the gateway until ctx ends, then drains in-flight requests.
-func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger) error {
-	g, err := build(cfg, log)
+// The access log goes to accessLog.
+func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger, accessLog io.Writer) error {
+	g, err := build(cfg, log, accessLog)
 	if err != nil {
 		return err
 	}
@@ -76,19 +84,42 @@ func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	var ms *http.Server
+	var mln net.Listener
+	if cfg.Metrics.Listen != "" {
+		ms = g.metrics.Server(cfg.Metrics, g.server.Health(), g.server.AdminHandler(), log)
+		if mln, err = net.Listen("tcp", ms.Addr); err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+		log.Info("metrics listening", "addr", mln.Addr().String(), "pprof", cfg.Metrics.Pprof)
+	}
 	log.Info("authgate listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "routes", len(cfg.Routes), "store", cfg.Session.Store, "version", version)
 	go g.warmUp(ctx, log)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
+	if ms != nil {
+		go func() { errc <- ms.Serve(mln) }()
+	}
 	select {
 	case err := <-errc:
+		hs.Close()
+		if ms != nil {
+			ms.Close()
+		}
 		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: draining in-flight requests", "grace", shutdownGrace.String())
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
+	err = hs.Shutdown(sctx)
+	if ms != nil {
+		// Served until the public listener is drained: a scrape during
+		// the drain still sees the gateway.
+		ms.Shutdown(sctx)
+	}
+	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
