@@ -151,7 +151,7 @@ func TestBrokenConfigs(t *testing.T) {
 		{"named upstream invalid", validConfig + "upstreams:\n  customers: {issuer: \"http://login.customers.example\"}\n", []string{"upstreams.customers.issuer: plain http", "upstreams.customers.client_id: required"}},
 		{"named upstream unknown key", validConfig + "upstreams:\n  customers: {isuer: \"https://login.customers.example\", client_id: x}\n", []string{"upstreams.customers.isuer: unknown key", `did you mean "issuer"`}},
 		{"a secret in a key whose errors quote it", replace("    grant: authorization_code", "    grant: authorization_code\n    upstream: \"${TEST_CLIENT_SECRET}\""), []string{`routes[0].upstream:`, "(the value of $TEST_CLIENT_SECRET)"}},
-		{"several problems at once", replace(`"http://127.0.0.1:8080"`, `"nope"`) + "lisen: x\n", []string{"lisen: unknown key"}},
+		{"several problems at once", replace(`"http://127.0.0.1:8080"`, `"nope"`) + "lisen: x\n", []string{"lisen: unknown key", "routes[0].backend: not an absolute URL"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -177,6 +177,69 @@ func TestBrokenConfigs(t *testing.T) {
 						t.Errorf("%s: stderr contains a secret value", cmd)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestEveryErrorAtOnce: a file with an unknown key, an unset variable and
+// a bad backend URL gets all three in one run (they once came in rounds:
+// the backend only after the other two were fixed), each once, and
+// nothing that merely repeats one of them.
+func TestEveryErrorAtOnce(t *testing.T) {
+	const file = `
+public_url: "https://app.example.com"
+upstream:
+  issuer: "https://idp.example.com"
+  clent_id: "authgate"
+  client_id: "authgate"
+  client_secret: "${TEST_CLIENT_SECRET}"
+session:
+  cookie:
+    secret: "${UNSET_COOKIE_SECRET}"
+routes:
+  - backend: "127.0.0.1:8080"
+    grant: authorization_code
+`
+	_, err := parseConfig([]byte(file), env(nil))
+	if err == nil {
+		t.Fatal("the broken file was accepted")
+	}
+	got := strings.Split(err.Error(), "\n")
+	want := []string{
+		`upstream.clent_id: unknown key (line 5); did you mean "client_id"?`,
+		"session.cookie.secret: environment variable UNSET_COOKIE_SECRET is not set",
+		"routes[0].backend: not an absolute URL",
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d errors, want %d:\n%s", len(got), len(want), err)
+	}
+	for i, w := range want {
+		if i >= len(got) || !strings.HasPrefix(got[i], w) {
+			t.Errorf("error %d: got %q, want it to start %q", i, got[min(i, len(got)-1)], w)
+		}
+	}
+}
+
+// TestFaultedKeysNotRepeated: a key whose value is already faulted (an
+// unset variable, a wrong type, a list for a mapping) is not reported
+// again by the validation of its empty value.
+func TestFaultedKeysNotRepeated(t *testing.T) {
+	for _, tc := range []struct {
+		name, old, new string
+		want           string
+	}{
+		{"unset variable", "${TEST_COOKIE_SECRET}", "${UNSET_ANYWHERE}", "session.cookie.secret: environment variable UNSET_ANYWHERE is not set"},
+		{"list for a mapping", "  cookie:\n    secret: \"${TEST_COOKIE_SECRET}\"\n", "  cookie: [a]\n", "session.cookie: must not be a list (line 8)"},
+		{"wrong type", "session:\n", "session:\n  idle_timeout: soon\n", "session.idle_timeout: must be a duration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(validConfig, tc.old) {
+				t.Fatalf("test bug: %q not in the valid config", tc.old)
+			}
+			_, err := parseConfig([]byte(strings.Replace(validConfig, tc.old, tc.new, 1)), env(nil))
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("got %v, want exactly one error starting %q", err, tc.want)
 			}
 		})
 	}
