@@ -76,7 +76,7 @@ func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	log.Info("authgate listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "routes", len(cfg.Routes), "store", cfg.Session.Store, "version", version)
+	log.Info("authgate listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "routes", len(cfg.Routes), "store", cfg.Session.Store, "version", buildVersion())
 	go g.warmUp(ctx, log)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
