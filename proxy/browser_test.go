@@ -100,9 +100,48 @@ func TestBrowserLogin(t *testing.T) {
 			t.Errorf("session cookie still held after sign-out")
 		}
 	}
+	// Back from the server's end_session (a cross-site navigation, which
+	// the SameSite=Lax marker survives), the landing says so.
+	if body := wd.waitText(t, "You have been signed out."); !strings.Contains(body, "You have been signed out.") {
+		t.Errorf("after sign-out: page %q, want \"You have been signed out.\"", body)
+	}
 	wd.navigate(t, public+"/again")
 	if u := wd.url(t); !strings.HasPrefix(u, e.idp.URL) {
 		t.Errorf("after sign-out: browser at %s, want the authorization server", u)
+	}
+}
+
+// TestBrowserForbiddenSignOut: the 403 page's button signs out in a real
+// browser: its CSP lets the POST's redirect go on to the server's
+// end_session, and the user lands on the signed-out page.
+func TestBrowserForbiddenSignOut(t *testing.T) {
+	wd := startBrowser(t)
+	e := newEnv(t, envOptions{idp: upstreamtest.Config{Interactive: true}})
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, sc *session.Config, _ *upstream.Config) {
+		pc.PublicURL = strings.Replace(pc.PublicURL, "127.0.0.1", "localhost", 1)
+		secure := true
+		sc.Cookie.Secure = &secure
+		pc.Routes[0].Allow = proxy.Allow{Groups: []string{"operators"}}
+	}})
+	public := strings.Replace(g.URL, "127.0.0.1", "localhost", 1)
+	wd.navigate(t, public+"/ops")
+	wd.fill(t, "#username", "alice")
+	wd.fill(t, "#password", "alice-password")
+	wd.click(t, "button[type=submit]")
+	if body := wd.waitText(t, "Signed in as alice."); !strings.Contains(body, "Access denied") || !strings.Contains(body, "Signed in as alice.") {
+		t.Fatalf("after sign-in: page %q, want the 403 page naming alice", body)
+	}
+	wd.click(t, "button[type=submit]")
+	if body := wd.waitText(t, "You have been signed out."); !strings.Contains(body, "You have been signed out.") {
+		t.Fatalf("after the 403 page's sign-out: page %q at %s, want the signed-out page", body, wd.url(t))
+	}
+	if e.idp.Count("end_session") != 1 {
+		t.Errorf("end_session called %d times, want 1", e.idp.Count("end_session"))
+	}
+	for _, c := range wd.cookies(t) {
+		if c.Name == "__Host-_authgate" {
+			t.Errorf("session cookie still held after sign-out")
+		}
 	}
 }
 

@@ -83,6 +83,9 @@ type cookieNames struct {
 	session, binding string
 	secure           bool
 	domain           string
+
+	// signedOut marks a browser that just signed out (signedout.go).
+	signedOut string
 }
 
 // route is a configured route, ready to serve.
@@ -155,12 +158,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.public, _ = url.Parse(cfg.PublicURL)
 	s.redirectURI = cfg.PublicURL + cfg.Prefix + "/callback"
 	sc := deps.Sessions.Config().Cookie
-	s.cookies = cookieNames{session: sc.Name, binding: sc.Name + "_csrf", secure: sc.IsSecure(), domain: sc.Domain}
+	s.cookies = cookieNames{session: sc.Name, binding: sc.Name + "_csrf", signedOut: sc.Name + "_signed_out", secure: sc.IsSecure(), domain: sc.Domain}
 	if s.cookies.secure && sc.Domain == "" {
 		// The __Host- prefix makes browsers refuse the cookie unless it is
 		// Secure, host-only and Path=/ (RFC 6265bis §4.1.3.2).
 		s.cookies.session = "__Host-" + s.cookies.session
 		s.cookies.binding = "__Host-" + s.cookies.binding
+		s.cookies.signedOut = "__Host-" + s.cookies.signedOut
 	}
 	for i, rc := range cfg.Routes {
 		if rc.Grant == GrantImplicit {
@@ -337,7 +341,7 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request) (*route, *session.
 		return nil, nil, false
 	}
 	if !rt.cfg.Allow.permits(sess) {
-		s.fail(w, r, errForbidden)
+		s.forbidden(w, r, rt, sess, callerToken == "" && !basic && rt.cfg.Grant != GrantClientCredentials)
 		return nil, nil, false
 	}
 	return rt, sess, true
