@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -76,6 +77,9 @@ type Server struct {
 	// refusalWarned holds the token endpoint's configuration refusals of
 	// the password grant already logged (once per code).
 	refusalWarned sync.Map
+
+	// draining is set by Drain: /readyz fails, the rest is served.
+	draining atomic.Bool
 }
 
 // cookieNames are the effective names of the gateway's cookies.

@@ -34,6 +34,8 @@ type fileConfig struct {
 	Upstreams map[string]upstream.Config `yaml:"upstreams"`
 	// Session is where sessions live and how the cookie is made.
 	Session session.Config `yaml:"session"`
+	// Shutdown is what SIGTERM does.
+	Shutdown shutdownConfig `yaml:"shutdown"`
 }
 
 // logConfig is the `log:` section.
@@ -121,12 +123,14 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, 
 		cfg.Upstreams[name] = u
 	}
 	cfg.Session.SetDefaults()
+	cfg.Shutdown.setDefaults()
 	var errs []error
 	errs = appendPrefixed(errs, "", cfg.Config.Validate())
 	errs = appendPrefixed(errs, "log.", cfg.Log.validate())
 	errs = appendPrefixed(errs, "upstream.", cfg.Upstream.Validate())
 	errs = append(errs, cfg.validateUpstreams()...)
 	errs = appendPrefixed(errs, "session.", cfg.Session.Validate())
+	errs = appendPrefixed(errs, "shutdown.", cfg.Shutdown.validate())
 	if err := cookieDomainCovers(cfg.Config.PublicURL, cfg.Session.Cookie.Domain); err != nil {
 		errs = append(errs, err)
 	}

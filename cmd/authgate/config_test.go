@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // validSecret is base64 of 32 random bytes.
@@ -89,6 +90,9 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.example.yaml does not validate:\n%v", err)
 	}
+	if cfg.Shutdown.DrainDelay != 0 || cfg.Shutdown.Grace != 25*time.Second {
+		t.Errorf("example shutdown = %+v, want the defaults (drain_delay 0, grace 25s)", cfg.Shutdown)
+	}
 	if cfg.Session.Store != "redis" || len(cfg.Routes) != 3 || cfg.Routes[1].Grant != "client_credentials" || cfg.Routes[2].Grant != "password" {
 		t.Errorf("example parsed oddly: store %q, %d routes, %+v", cfg.Session.Store, len(cfg.Routes), cfg.Upstream.AuthorizationParams)
 	}
@@ -135,6 +139,9 @@ func TestBrokenConfigs(t *testing.T) {
 		{"bad trusted proxy", validConfig + "trusted_proxies: [10.0.0.0/8, example.com]\n", []string{"trusted_proxies[1]:", "CIDR"}},
 		{"bad login limit", validConfig + "limits:\n  logins_per_minute: -5\n", []string{"limits.logins_per_minute: must be positive"}},
 		{"bad log level", validConfig + "log:\n  level: loud\n", []string{"log.level: must be"}},
+		{"negative drain delay", validConfig + "shutdown:\n  drain_delay: -5s\n", []string{"shutdown.drain_delay: must not be negative"}},
+		{"grace not a duration", validConfig + "shutdown: {grace: long}\n", []string{"shutdown.grace: must be a duration"}},
+		{"shutdown typo", validConfig + "shutdown: {drain_dalay: 5s}\n", []string{"shutdown.drain_dalay: unknown key", `did you mean "drain_delay"`}},
 		{"reserved authorization param", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params: {prompt: consent, redirect_uri: x}"), []string{"upstream.authorization_params.redirect_uri: is set by the gateway"}},
 		{"authorization params not a map", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params: [prompt]"), []string{"upstream.authorization_params: must not be a list"}},
 		{"unset env var in a map", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params: {audience: \"${NOT_SET_ANYWHERE}\"}"), []string{"upstream.authorization_params.audience: environment variable NOT_SET_ANYWHERE is not set"}},

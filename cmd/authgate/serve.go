@@ -2,20 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
 )
-
-// shutdownGrace is how long in-flight requests may finish after SIGTERM.
-const shutdownGrace = 25 * time.Second
 
 // gateway is a wired-up gateway, ready to serve.
 type gateway struct {
@@ -85,17 +80,7 @@ func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining in-flight requests", "grace", shutdownGrace.String())
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	log.Info("stopped")
-	return nil
+	return drain(hs, g.server, errc, cfg.Shutdown, log)
 }
 
 // warmUp loads the authorization server's metadata and checks the store,
