@@ -45,6 +45,22 @@ func newSlowBackend(t *testing.T) *slowBackend {
 	return b
 }
 
+// sigtermOnArrival waits for a slow request to reach the backend, then
+// sends g SIGTERM and returns when.
+func (b *slowBackend) sigtermOnArrival(t *testing.T, g *gateway) time.Time {
+	t.Helper()
+	select {
+	case <-b.arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the slow request never reached the backend")
+	}
+	at := time.Now()
+	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	return at
+}
+
 // shutdownGateway runs an authgate process with public paths on be and the
 // shutdown section given.
 func shutdownGateway(t *testing.T, be *slowBackend, shutdown string) *gateway {
@@ -109,16 +125,7 @@ func TestGracefulShutdown(t *testing.T) {
 		s, b, err := get(g.URL + "/slow/report")
 		slow <- answer{s, b, err}
 	}()
-	select {
-	case <-be.arrived:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the slow request never reached the backend")
-	}
-
-	sigterm := time.Now()
-	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	sigterm := be.sigtermOnArrival(t, g)
 	var first503, refused time.Time
 	servedWhileDraining := 0
 	for time.Since(sigterm) < 5*time.Second {
@@ -204,15 +211,7 @@ func TestShutdownGraceEnds(t *testing.T) {
 		_, _, err := get(g.URL + "/slow/forever")
 		slow <- err
 	}()
-	select {
-	case <-be.arrived:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the slow request never reached the backend")
-	}
-	sigterm := time.Now()
-	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	sigterm := be.sigtermOnArrival(t, g)
 	if code := waitExit(t, g, 5*time.Second); code != 0 {
 		t.Errorf("exit status %d, want 0:\n%s", code, g.Logs())
 	}
