@@ -439,8 +439,21 @@ func forwardAuthScenario(t *testing.T, w *forwardAuthWorld) {
 	if resp, body := b.do(t, req); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-out: %d, want 303; %.300s", resp.StatusCode, body)
 	}
-	if resp, _ := b.get(t, w.app("app2", "/y")); resp.StatusCode != http.StatusFound {
+	resp, _ := b.get(t, w.app("app2", "/y"))
+	if resp.StatusCode != http.StatusFound {
 		t.Errorf("app2 right after the sign-out: %d, want 302 to the sign-in", resp.StatusCode)
+	}
+	// The sign-in it leads to says first, once, that the user signed out
+	// (the marker crossed hosts under the cookie domain).
+	if loc := resp.Header.Get("Location"); strings.HasPrefix(loc, w.authURL+"/oauth2/start?") {
+		if resp, body := b.get(t, loc); resp.StatusCode != http.StatusOK || !strings.Contains(body, "You have been signed out.") {
+			t.Errorf("the sign-in right after the sign-out: %d, want the signed-out page; %.300s", resp.StatusCode, body)
+		}
+		if resp, _ := b.get(t, loc); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), w.op.URL+"/") {
+			t.Errorf("the sign-in a second time: %d to %q, want 302 to the authorization server", resp.StatusCode, resp.Header.Get("Location"))
+		}
+	} else {
+		t.Errorf("app2 right after the sign-out: Location %q, want the gateway's sign-in", loc)
 	}
 	// So does a session deleted in Redis behind the gateway's back, once
 	// the cache TTL has passed (the sign-out above is what publishes).

@@ -54,6 +54,9 @@ type gateway struct {
 	// from the environment: for other authgate commands on it.
 	config string
 	env    []string
+	// cmd is the process; its ProcessState is set once exited is closed.
+	cmd    *exec.Cmd
+	exited <-chan struct{}
 }
 
 // freeAddr returns a loopback address nobody listens on right now.
@@ -96,7 +99,8 @@ func startGatewayBehind(t testing.TB, addr, publicURL, clientSecret string, body
 	g.config, g.env = path, append(os.Environ(), "COOKIE_SECRET="+cookieSecret, "CLIENT_SECRET="+clientSecret)
 	cmd := exec.Command(authgateBin, "-config", path)
 	cmd.Env = g.env
-	startUntilReady(t, cmd, g.logs, "authgate", func() string { return "\nconfig:\n" + cfg }, 20*time.Second, func() bool {
+	g.cmd = cmd
+	g.exited = startUntilReady(t, cmd, g.logs, "authgate", func() string { return "\nconfig:\n" + cfg }, 20*time.Second, func() bool {
 		resp, err := http.Get(g.URL + "/readyz")
 		if err != nil {
 			return false
@@ -110,8 +114,9 @@ func startGatewayBehind(t testing.TB, addr, publicURL, clientSecret string, body
 // startUntilReady starts cmd with its output in out, stops it when the
 // test ends (SIGTERM, then a kill), and waits up to wait for ready. If the
 // process exits first, the wait runs out, or the test fails, its output and
-// extra() (read then) are in the test log.
-func startUntilReady(t testing.TB, cmd *exec.Cmd, out *syncBuffer, name string, extra func() string, wait time.Duration, ready func() bool) {
+// extra() (read then) are in the test log. The channel it returns is closed
+// when the process has exited.
+func startUntilReady(t testing.TB, cmd *exec.Cmd, out *syncBuffer, name string, extra func() string, wait time.Duration, ready func() bool) <-chan struct{} {
 	t.Helper()
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -139,7 +144,7 @@ func startUntilReady(t testing.TB, cmd *exec.Cmd, out *syncBuffer, name string, 
 		default:
 		}
 		if ready() {
-			return
+			return done
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s not ready after %s:\n%s", name, wait, out)

@@ -168,6 +168,10 @@ func TestSeveralAuthorizationServers(t *testing.T) {
 	if resp, body := b.do(t, req); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), w.ut.URL+"/logout?") {
 		t.Fatalf("sign-out of /ut/: %d to %q, want 303 to upstreamtest's end_session; %s", resp.StatusCode, resp.Header.Get("Location"), body)
 	}
+	// The first navigation that would sign in says the user signed out.
+	if resp, body := b.get(t, g.URL+"/ut/x"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "You have been signed out.") {
+		t.Errorf("/ut/ after its sign-out: %d, want the signed-out page", resp.StatusCode)
+	}
 	if resp, _ := b.get(t, g.URL+"/ut/x"); resp.StatusCode != http.StatusFound {
 		t.Errorf("/ut/ after its sign-out: %d, want 302 to a login", resp.StatusCode)
 	}

@@ -35,7 +35,7 @@ func NewTransport() *http.Transport {
 func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httputil.ReverseProxy {
 	identity := on(rt.cfg.IdentityHeaders, true)
 	passHost := on(rt.cfg.PassHostHeader, true)
-	ours := append(s.sessionCookies(), s.cookies.binding)
+	ours := append(s.sessionCookies(), s.cookies.binding, s.cookies.signedOut)
 	modify := func(resp *http.Response) error {
 		// A backend that answered a cut-off upload answered half a
 		// request: the client hears 408, not that answer.

@@ -33,16 +33,7 @@ import (
 func TestBrowserLogin(t *testing.T) {
 	wd := startBrowser(t)
 	e := newEnv(t, envOptions{idp: upstreamtest.Config{Interactive: true}})
-	// The gateway at http://localhost, the authorization server at
-	// http://127.0.0.1: two sites, so the callback is a cross-site
-	// navigation, as in production. Loopback is a secure context, so the
-	// default Secure cookies and their __Host- names apply.
-	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, sc *session.Config, _ *upstream.Config) {
-		pc.PublicURL = strings.Replace(pc.PublicURL, "127.0.0.1", "localhost", 1)
-		secure := true
-		sc.Cookie.Secure = &secure
-	}})
-	public := strings.Replace(g.URL, "127.0.0.1", "localhost", 1)
+	public := browserGateway(e, nil)
 
 	// Two tabs start a login before either finishes: both must complete.
 	wd.navigate(t, public+"/first?x=1")
@@ -100,9 +91,62 @@ func TestBrowserLogin(t *testing.T) {
 			t.Errorf("session cookie still held after sign-out")
 		}
 	}
+	// Back from the server's end_session (a cross-site navigation, which
+	// the SameSite=Lax marker survives), the landing says so.
+	if body := wd.waitText(t, "You have been signed out."); !strings.Contains(body, "You have been signed out.") {
+		t.Errorf("after sign-out: page %q, want \"You have been signed out.\"", body)
+	}
 	wd.navigate(t, public+"/again")
 	if u := wd.url(t); !strings.HasPrefix(u, e.idp.URL) {
 		t.Errorf("after sign-out: browser at %s, want the authorization server", u)
+	}
+}
+
+// browserGateway starts a gateway for the browser tests and returns its
+// public URL: http://localhost, with the authorization server at
+// http://127.0.0.1: two sites, so the callback is a cross-site navigation,
+// as in production. Loopback is a secure context, so the default Secure
+// cookies and their __Host- names apply. mutate, when set, changes the
+// configs first.
+func browserGateway(e *env, mutate func(*proxy.Config, *session.Config, *upstream.Config)) string {
+	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, sc *session.Config, uc *upstream.Config) {
+		if mutate != nil {
+			mutate(pc, sc, uc)
+		}
+		pc.PublicURL = strings.Replace(pc.PublicURL, "127.0.0.1", "localhost", 1)
+		secure := true
+		sc.Cookie.Secure = &secure
+	}})
+	return strings.Replace(g.URL, "127.0.0.1", "localhost", 1)
+}
+
+// TestBrowserForbiddenSignOut: the 403 page's button signs out in a real
+// browser: its CSP lets the POST's redirect go on to the server's
+// end_session, and the user lands on the signed-out page.
+func TestBrowserForbiddenSignOut(t *testing.T) {
+	wd := startBrowser(t)
+	e := newEnv(t, envOptions{idp: upstreamtest.Config{Interactive: true}})
+	public := browserGateway(e, func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+		pc.Routes[0].Allow = proxy.Allow{Groups: []string{"operators"}}
+	})
+	wd.navigate(t, public+"/ops")
+	wd.fill(t, "#username", "alice")
+	wd.fill(t, "#password", "alice-password")
+	wd.click(t, "button[type=submit]")
+	if body := wd.waitText(t, "Signed in as alice."); !strings.Contains(body, "Access denied") || !strings.Contains(body, "Signed in as alice.") {
+		t.Fatalf("after sign-in: page %q, want the 403 page naming alice", body)
+	}
+	wd.click(t, "button[type=submit]")
+	if body := wd.waitText(t, "You have been signed out."); !strings.Contains(body, "You have been signed out.") {
+		t.Fatalf("after the 403 page's sign-out: page %q at %s, want the signed-out page", body, wd.url(t))
+	}
+	if e.idp.Count("end_session") != 1 {
+		t.Errorf("end_session called %d times, want 1", e.idp.Count("end_session"))
+	}
+	for _, c := range wd.cookies(t) {
+		if c.Name == "__Host-_authgate" {
+			t.Errorf("session cookie still held after sign-out")
+		}
 	}
 }
 
@@ -112,13 +156,7 @@ func TestBrowserLogin(t *testing.T) {
 func TestBrowserPasswordLogin(t *testing.T) {
 	wd := startBrowser(t)
 	e := newEnv(t, envOptions{idp: passwordIdP})
-	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, sc *session.Config, uc *upstream.Config) {
-		passwordRoute(pc, sc, uc)
-		pc.PublicURL = strings.Replace(pc.PublicURL, "127.0.0.1", "localhost", 1)
-		secure := true
-		sc.Cookie.Secure = &secure
-	}})
-	public := strings.Replace(g.URL, "127.0.0.1", "localhost", 1)
+	public := browserGateway(e, passwordRoute)
 	wd.navigate(t, public+"/reports?week=1")
 	if u := wd.url(t); !strings.HasPrefix(u, public+"/oauth2/login?rd=") {
 		t.Fatalf("without a session: browser at %s, want the login form", u)
@@ -154,13 +192,7 @@ func TestBrowserPasswordLogin(t *testing.T) {
 func TestBrowserImplicitFragment(t *testing.T) {
 	wd := startBrowser(t)
 	e := newEnv(t, envOptions{idp: implicitIdP(true)})
-	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, sc *session.Config, uc *upstream.Config) {
-		implicitRoute(pc, sc, uc)
-		pc.PublicURL = strings.Replace(pc.PublicURL, "127.0.0.1", "localhost", 1)
-		secure := true
-		sc.Cookie.Secure = &secure
-	}})
-	public := strings.Replace(g.URL, "127.0.0.1", "localhost", 1)
+	public := browserGateway(e, implicitRoute)
 	wd.navigate(t, public+"/reports?week=3")
 	want := public + "/reports?week=3"
 	if u := wd.waitURL(t, func(u string) bool { return u == want }); u != want {

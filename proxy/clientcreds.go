@@ -25,7 +25,7 @@ type clientCreds struct {
 func (s *Server) newClientCreds(rt *route) (*clientCreds, error) {
 	up := rt.up
 	cfg := up.Config()
-	req := upstream.ClientCredentialsRequest{Scopes: rt.cfg.Scopes, Audience: rt.cfg.Audience, Resource: rt.cfg.Resource}
+	req := rt.machineRequest()
 	key := session.MachineKey{Issuer: serverID(cfg), ClientID: cfg.ClientID, Scopes: req.Scopes, Audience: req.Audience, Resource: req.Resource}
 	fetch := func(ctx context.Context) (*upstream.Token, error) {
 		tok, err := up.ClientCredentials(ctx, req)
@@ -38,6 +38,11 @@ func (s *Server) newClientCreds(rt *route) (*clientCreds, error) {
 		return tok, err
 	}
 	return &clientCreds{s: s, token: s.tokens.Machine(key, fetch)}, nil
+}
+
+// machineRequest is what the route's client credentials token is for.
+func (rt *route) machineRequest() upstream.ClientCredentialsRequest {
+	return upstream.ClientCredentialsRequest{Scopes: rt.cfg.Scopes, Audience: rt.cfg.Audience, Resource: rt.cfg.Resource}
 }
 
 // errNoMachineToken answers when no token can be had: the authorization

@@ -186,11 +186,21 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request, rt *route) er
 	}
 	if !isNavigation(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="authgate"`)
-		s.page(w, r, &pageError{status: http.StatusUnauthorized, title: "Sign-in required",
-			message: "This request needs a signed-in session.", retry: s.cfg.Prefix + "/start"})
+		s.page(w, r, s.errSignInRequired())
+		return nil
+	}
+	if forwardAuthOf(r) == nil && s.takeSignedOut(w, r) {
+		s.signedOutPage(w, r, s.requestTarget(r))
 		return nil
 	}
 	return s.startLogin(w, r, rt, s.requestTarget(r), false)
+}
+
+// errSignInRequired is the 401 of a request without a session, on a route
+// and at /oauth2/userinfo alike.
+func (s *Server) errSignInRequired() *pageError {
+	return &pageError{status: http.StatusUnauthorized, title: "Sign-in required",
+		message: "This request needs a signed-in session.", retry: s.cfg.Prefix + "/start"}
 }
 
 // requestTarget is where the user goes back to after login: the request's

@@ -94,8 +94,9 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if sess == nil {
+		// The same answer as a route's: one JSON shape for every 401.
 		w.Header().Set("WWW-Authenticate", `Bearer realm="authgate"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"status": 401, "error": "not signed in"})
+		s.page(w, r, s.errSignInRequired())
 		return
 	}
 	groups := sess.Groups
@@ -256,6 +257,7 @@ func (s *Server) finishSignOut(w http.ResponseWriter, r *http.Request, ended []*
 			s.clearCookie(w, p.cookie)
 		}
 	}
+	s.markSignedOut(w)
 	noStore(w.Header())
 	target, end := s.signOutRequest(r, rd, idToken)
 	if end != nil {

@@ -88,6 +88,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	}
 	fa.target = target
 	orig = orig.WithContext(context.WithValue(r.Context(), forwardAuthKey{}, fa))
+	byCookie := orig.Header.Get("Authorization") == "" // gate removes it
 	rt, sess, ok := s.gate(gw, orig)
 	if !ok {
 		return
@@ -106,7 +107,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !extra.permits(sess) {
-		s.fail(gw, orig, errForbidden)
+		s.forbidden(gw, orig, rt, sess, byCookie && rt.cfg.Grant != GrantClientCredentials)
 		return
 	}
 	v := injectedFor(sess)

@@ -23,11 +23,21 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// Drain makes /readyz answer 503 from now on, while every other request is
+// still served: the start of a graceful shutdown, so that load balancers
+// and Kubernetes stop sending new requests before the listener closes.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 // readyz answers 200 when the session store and every authorization
 // server's metadata are reachable (readiness), else 503 naming what is
 // not: "upstreams" has each server by name ("default" for `upstream:`),
-// "authorization_server" is "ok" when all of them are.
+// "authorization_server" is "ok" when all of them are. While shutting
+// down (Drain) it answers 503 at once.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": http.StatusText(http.StatusServiceUnavailable), "checks": map[string]string{"shutdown": "draining"}})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	checks := map[string]any{"session_store": "ok", "authorization_server": "ok"}

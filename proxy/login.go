@@ -129,6 +129,12 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 	if target == "" {
 		target = "/"
 	}
+	if s.takeSignedOut(w, r) {
+		// Behind forward-auth the first navigation after a sign-out
+		// arrives here.
+		s.signedOutPage(w, r, target)
+		return
+	}
 	rt := s.loginRoute(target)
 	if rt == nil {
 		s.fail(w, r, errNoRoute)
@@ -385,6 +391,9 @@ func (s *Server) beginSession(w http.ResponseWriter, r *http.Request, rt *route,
 		return err
 	}
 	s.setCookie(w, cookie, value, s.sessions.Config().MaxLifetime)
+	if cookieValue(r, s.cookies.signedOut) != "" {
+		s.clearCookie(w, s.cookies.signedOut) // signed in again: the next login needs no word
+	}
 	return nil
 }
 

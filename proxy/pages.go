@@ -43,6 +43,8 @@ type pageData struct {
 	Login                  *loginForm
 	Status                 int
 	CSS                    template.CSS
+	// Account names the signed-in user (a 403 page); never a token.
+	Account string
 	// formTarget is an origin, besides the gateway's own, that the form's
 	// POST may be redirected to (CSP form-action).
 	formTarget string
@@ -52,6 +54,9 @@ type pageData struct {
 // password back.
 type loginForm struct {
 	Action, CSRF, RD, Username, Error string
+	// Notice is a fixed sentence above the form ("You have been signed
+	// out."), never text from the request.
+	Notice string
 }
 
 // pageForm is a one-button POST form on a page.
@@ -79,14 +84,23 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, pe *pageError) {
 	s.render(w, r, pe.status, d)
 }
 
-// render writes a gateway page with the security headers.
+// render writes a gateway page with the security headers: HTML to
+// browsers, JSON to API clients. The JSON of an error (status 400 and up)
+// is {"status": 401, "error": "<title>", "message": "<sentence>"}, the
+// same for every error the gateway answers itself; another answer has
+// "title" where an error has "error".
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, d pageData) {
 	h := w.Header()
 	noStore(h)
 	if !wantsHTML(r) {
 		h.Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		v := map[string]any{"status": status, "error": d.Title, "message": d.Message}
+		v := map[string]any{"status": status, "message": d.Message}
+		if status >= 400 {
+			v["error"] = d.Title
+		} else {
+			v["title"] = d.Title
+		}
 		if d.Form != nil {
 			// An API client confirms as the page's form would.
 			v["form"] = map[string]any{"method": "POST", "action": d.Form.Action, "fields": d.Form.Fields}

@@ -179,7 +179,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, errNoPage)
 			return
 		}
-		s.loginForm(w, r, http.StatusOK, rd, "", "")
+		notice := ""
+		if s.takeSignedOut(w, r) {
+			notice = msgSignedOut
+		}
+		s.loginForm(w, r, http.StatusOK, rd, "", "", notice)
 	case http.MethodPost:
 		s.loginPost(w, r)
 	default:
@@ -189,7 +193,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 
 // loginForm renders the form with a CSRF token bound to this browser's
 // binding cookie (set here when missing).
-func (s *Server) loginForm(w http.ResponseWriter, r *http.Request, status int, rd, username, msg string) {
+func (s *Server) loginForm(w http.ResponseWriter, r *http.Request, status int, rd, username, msg, notice string) {
 	raw := cookieValue(r, s.cookies.binding)
 	if _, err := s.sessions.DecodeBinding(raw); err != nil {
 		b, err := session.NewBinding()
@@ -208,7 +212,7 @@ func (s *Server) loginForm(w http.ResponseWriter, r *http.Request, status int, r
 	s.render(w, r, status, pageData{
 		Title:      "Sign in",
 		formTarget: strings.TrimSpace(s.loginFormActions(r.Context())),
-		Login:      &loginForm{Action: s.cfg.Prefix + "/login", CSRF: loginToken(raw), RD: rd, Username: username, Error: msg},
+		Login:      &loginForm{Action: s.cfg.Prefix + "/login", CSRF: loginToken(raw), RD: rd, Username: username, Error: msg, Notice: notice},
 	})
 }
 
@@ -236,12 +240,12 @@ func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
 	}
 	user, pass := f.Get("username"), f.Get("password")
 	if user == "" || pass == "" || len(user) > maxCredential || len(pass) > maxCredential {
-		s.loginForm(w, r, http.StatusUnauthorized, rd, truncate(user, maxCredential), msgBadCredentials)
+		s.loginForm(w, r, http.StatusUnauthorized, rd, truncate(user, maxCredential), msgBadCredentials, "")
 		return
 	}
 	login, err := s.passwordLogin(r, rt, user, upstream.Secret(pass))
 	if err == errBadCredentialsPage {
-		s.loginForm(w, r, http.StatusUnauthorized, rd, user, msgBadCredentials)
+		s.loginForm(w, r, http.StatusUnauthorized, rd, user, msgBadCredentials, "")
 		return
 	}
 	if err == nil {

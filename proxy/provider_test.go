@@ -184,6 +184,10 @@ func TestSignOutOfOneUpstream(t *testing.T) {
 			t.Errorf("userinfo?rd=%s after signing out of the portal: got %d, want %d", rd, resp.StatusCode, want)
 		}
 	}
+	// The first navigation that needs a login says the user signed out.
+	if resp, body := b.noFollow().get(t, g.URL+"/portal/"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "You have been signed out.") {
+		t.Errorf("portal after signing out of it: got %d, want the signed-out page", resp.StatusCode)
+	}
 	if resp, _ := b.noFollow().get(t, g.URL+"/portal/"); resp.StatusCode != http.StatusFound {
 		t.Errorf("portal after signing out of it: got %d, want 302 to a login", resp.StatusCode)
 	}
@@ -196,6 +200,9 @@ func TestSignOutOfOneUpstream(t *testing.T) {
 
 	b.login(t, g, "/portal/")
 	signOut("rd=%2Fadmin%2F&all=true")
+	if resp, body := b.noFollow().get(t, g.URL+"/admin/"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "You have been signed out.") {
+		t.Errorf("/admin/ after sign-out of all: got %d, want the signed-out page", resp.StatusCode)
+	}
 	for _, p := range []string{"/admin/", "/portal/"} {
 		if resp, _ := b.noFollow().get(t, g.URL+p); resp.StatusCode != http.StatusFound {
 			t.Errorf("%s after sign-out of all: got %d, want 302 to a login", p, resp.StatusCode)

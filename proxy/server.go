@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -102,6 +103,8 @@ type Server struct {
 	// endpoints.
 	unmatched, health *metrics.Route
 	endpointMetrics   map[string]endpointStats
+	// draining is set by Drain: /readyz fails, the rest is served.
+	draining atomic.Bool
 }
 
 // cookieNames are the effective names of the gateway's cookies.
@@ -109,6 +112,9 @@ type cookieNames struct {
 	session, binding string
 	secure           bool
 	domain           string
+
+	// signedOut marks a browser that just signed out (signedout.go).
+	signedOut string
 }
 
 // route is a configured route, ready to serve.
@@ -187,12 +193,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.public, _ = url.Parse(cfg.PublicURL)
 	s.redirectURI = cfg.PublicURL + cfg.Prefix + "/callback"
 	sc := deps.Sessions.Config().Cookie
-	s.cookies = cookieNames{session: sc.Name, binding: sc.Name + "_csrf", secure: sc.IsSecure(), domain: sc.Domain}
+	s.cookies = cookieNames{session: sc.Name, binding: sc.Name + "_csrf", signedOut: sc.Name + "_signed_out", secure: sc.IsSecure(), domain: sc.Domain}
 	if s.cookies.secure && sc.Domain == "" {
 		// The __Host- prefix makes browsers refuse the cookie unless it is
 		// Secure, host-only and Path=/ (RFC 6265bis §4.1.3.2).
 		s.cookies.session = "__Host-" + s.cookies.session
 		s.cookies.binding = "__Host-" + s.cookies.binding
+		s.cookies.signedOut = "__Host-" + s.cookies.signedOut
 	}
 	for i, rc := range cfg.Routes {
 		if rc.Grant == GrantImplicit {
@@ -377,7 +384,7 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request) (*route, *session.
 	}
 	x.user = sess.UserName()
 	if !rt.cfg.Allow.permits(sess) {
-		s.fail(w, r, errForbidden)
+		s.forbidden(w, r, rt, sess, callerToken == "" && !basic && rt.cfg.Grant != GrantClientCredentials)
 		return nil, nil, false
 	}
 	return rt, sess, true

@@ -37,6 +37,8 @@ type fileConfig struct {
 	Upstreams map[string]upstream.Config `yaml:"upstreams"`
 	// Session is where sessions live and how the cookie is made.
 	Session session.Config `yaml:"session"`
+	// Shutdown is what SIGTERM does.
+	Shutdown shutdownConfig `yaml:"shutdown"`
 }
 
 // logConfig is the `log:` section.
@@ -100,14 +102,21 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, 
 	if len(root.Content) == 0 {
 		return nil, &configError{[]error{errors.New("the config file is empty (start from config.example.yaml)")}}
 	}
+	// Every problem of the file is reported in one run: the walker's
+	// (unknown keys, unset variables, structure), the decoder's (types)
+	// and the values' own. A key the walker or the decoder already faulted
+	// holds an empty or partial value, so what validation says about it,
+	// or about the keys under it, is left out: it would only repeat the
+	// first error in other words.
 	w := &walker{lookup: lookup, lines: map[int]string{}}
 	w.walk(root.Content[0], reflect.TypeOf(fileConfig{}), "")
-	if len(w.errs) > 0 {
-		return nil, &configError{w.redact(w.errs)}
-	}
 	cfg := &fileConfig{}
 	if err := root.Content[0].Decode(cfg); err != nil {
-		return nil, &configError{w.redact(w.typeErrors(err))}
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, &configError{w.redact(append(w.errs, w.typeErrors(err)...))}
+		}
+		w.addErrs(w.typeErrors(err))
 	}
 	cfg.Config.SetDefaults()
 	cfg.Log.setDefaults()
@@ -117,6 +126,7 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, 
 		cfg.Upstreams[name] = u
 	}
 	cfg.Session.SetDefaults()
+	cfg.Shutdown.setDefaults()
 	var errs []error
 	errs = appendPrefixed(errs, "", cfg.Config.Validate())
 	errs = appendPrefixed(errs, "", cfg.Metrics.Validate())
@@ -130,11 +140,17 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, 
 	errs = appendPrefixed(errs, "upstream.", cfg.Upstream.Validate())
 	errs = append(errs, cfg.validateUpstreams()...)
 	errs = appendPrefixed(errs, "session.", cfg.Session.Validate())
+	errs = appendPrefixed(errs, "shutdown.", cfg.Shutdown.validate())
 	if err := cookieDomainCovers(cfg.Config.PublicURL, cfg.Session.Cookie.Domain); err != nil {
 		errs = append(errs, err)
 	}
-	if len(errs) > 0 {
-		return nil, &configError{w.redact(errs)}
+	for _, err := range errs {
+		if !w.faulted(keyPath(err.Error())) {
+			w.errs = append(w.errs, err)
+		}
+	}
+	if len(w.errs) > 0 {
+		return nil, &configError{w.redact(w.errs)}
 	}
 	return cfg, nil
 }
@@ -161,6 +177,16 @@ func (c *fileConfig) validateUpstreams() []error {
 		}
 	}
 	return errs
+}
+
+// keyPath is the key path an error message starts with ("routes[0].backend"
+// of "routes[0].backend: not an absolute URL"), "" when it names none.
+func keyPath(msg string) string {
+	p, _, ok := strings.Cut(msg, ": ")
+	if !ok || strings.ContainsAny(p, " \t") {
+		return ""
+	}
+	return p
 }
 
 // cookieDomainCovers checks that browsers will keep a session cookie with
@@ -205,6 +231,40 @@ type walker struct {
 	// errors name the variable, never its value (a secret, often).
 	expanded map[string]string
 	lines    map[int]string // line → key path, to name the key in type errors
+	// bad are the key paths with an error already: their values are
+	// empty or partial.
+	bad []string
+}
+
+// fail records an error about the key at path.
+func (w *walker) fail(path string, err error) {
+	w.errs = append(w.errs, err)
+	w.bad = append(w.bad, path)
+}
+
+// addErrs records errors that start with their key path, once each.
+func (w *walker) addErrs(errs []error) {
+	for _, err := range errs {
+		if p := keyPath(err.Error()); p == "" || !slices.Contains(w.bad, p) {
+			w.fail(p, err)
+		}
+	}
+}
+
+// faulted reports whether path, or a key above it, has an error already.
+func (w *walker) faulted(path string) bool {
+	if path == "" {
+		return false
+	}
+	for _, b := range w.bad {
+		if b == "" {
+			continue
+		}
+		if path == b || strings.HasPrefix(path, b) && (path[len(b)] == '.' || path[len(b)] == '[') {
+			return true
+		}
+	}
+	return false
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
@@ -225,7 +285,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	case yaml.ScalarNode:
 		w.expand(n, path)
 		if t.Kind() == reflect.Struct && t != durationType && n.Tag != "!!null" {
-			w.errs = append(w.errs, fmt.Errorf("%s: must be a mapping (line %d)", orTop(path), n.Line))
+			w.fail(path, fmt.Errorf("%s: must be a mapping (line %d)", orTop(path), n.Line))
 		}
 	case yaml.MappingNode:
 		if t.Kind() == reflect.Map {
@@ -239,7 +299,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		}
 		if t.Kind() != reflect.Struct {
 			if t.Kind() != reflect.Interface {
-				w.errs = append(w.errs, fmt.Errorf("%s: must not be a mapping (line %d)", orTop(path), n.Line))
+				w.fail(path, fmt.Errorf("%s: must not be a mapping (line %d)", orTop(path), n.Line))
 			}
 			return
 		}
@@ -249,7 +309,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			sub := join(path, key.Value)
 			ft, ok := fields[key.Value]
 			if !ok {
-				w.errs = append(w.errs, fmt.Errorf("%s: unknown key (line %d)%s", sub, key.Line, suggest(key.Value, fields)))
+				w.fail(sub, fmt.Errorf("%s: unknown key (line %d)%s", sub, key.Line, suggest(key.Value, fields)))
 				continue
 			}
 			w.lines[key.Line] = sub
@@ -257,7 +317,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case yaml.SequenceNode:
 		if t.Kind() != reflect.Slice {
-			w.errs = append(w.errs, fmt.Errorf("%s: must not be a list (line %d)", orTop(path), n.Line))
+			w.fail(path, fmt.Errorf("%s: must not be a list (line %d)", orTop(path), n.Line))
 			return
 		}
 		for i, item := range n.Content {
@@ -338,7 +398,7 @@ func (w *walker) expand(n *yaml.Node, path string) {
 		name := ref[2 : len(ref)-1]
 		v, ok := w.lookup(name)
 		if !ok {
-			w.errs = append(w.errs, fmt.Errorf("%s: environment variable %s is not set", orTop(path), name))
+			w.fail(path, fmt.Errorf("%s: environment variable %s is not set", orTop(path), name))
 		}
 		if len(v) >= 4 { // shorter ones would garble every message
 			if w.expanded == nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // validSecret is base64 of 32 random bytes.
@@ -89,6 +90,9 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config.example.yaml does not validate:\n%v", err)
 	}
+	if cfg.Shutdown.DrainDelay != 0 || cfg.Shutdown.Grace != 25*time.Second {
+		t.Errorf("example shutdown = %+v, want the defaults (drain_delay 0, grace 25s)", cfg.Shutdown)
+	}
 	if cfg.Session.Store != "redis" || len(cfg.Routes) != 3 || cfg.Routes[1].Grant != "client_credentials" || cfg.Routes[2].Grant != "password" {
 		t.Errorf("example parsed oddly: store %q, %d routes, %+v", cfg.Session.Store, len(cfg.Routes), cfg.Upstream.AuthorizationParams)
 	}
@@ -135,6 +139,9 @@ func TestBrokenConfigs(t *testing.T) {
 		{"bad trusted proxy", validConfig + "trusted_proxies: [10.0.0.0/8, example.com]\n", []string{"trusted_proxies[1]:", "CIDR"}},
 		{"bad login limit", validConfig + "limits:\n  logins_per_minute: -5\n", []string{"limits.logins_per_minute: must be positive"}},
 		{"bad log level", validConfig + "log:\n  level: loud\n", []string{"log.level: must be"}},
+		{"negative drain delay", validConfig + "shutdown:\n  drain_delay: -5s\n", []string{"shutdown.drain_delay: must not be negative"}},
+		{"grace not a duration", validConfig + "shutdown: {grace: long}\n", []string{"shutdown.grace: must be a duration"}},
+		{"shutdown typo", validConfig + "shutdown: {drain_dalay: 5s}\n", []string{"shutdown.drain_dalay: unknown key", `did you mean "drain_delay"`}},
 		{"reserved authorization param", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params: {prompt: consent, redirect_uri: x}"), []string{"upstream.authorization_params.redirect_uri: is set by the gateway"}},
 		{"authorization params not a map", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params: [prompt]"), []string{"upstream.authorization_params: must not be a list"}},
 		{"unset env var in a map", replace(`  client_id: "authgate"`, `  client_id: "authgate"`+"\n  authorization_params: {audience: \"${NOT_SET_ANYWHERE}\"}"), []string{"upstream.authorization_params.audience: environment variable NOT_SET_ANYWHERE is not set"}},
@@ -151,7 +158,7 @@ func TestBrokenConfigs(t *testing.T) {
 		{"named upstream invalid", validConfig + "upstreams:\n  customers: {issuer: \"http://login.customers.example\"}\n", []string{"upstreams.customers.issuer: plain http", "upstreams.customers.client_id: required"}},
 		{"named upstream unknown key", validConfig + "upstreams:\n  customers: {isuer: \"https://login.customers.example\", client_id: x}\n", []string{"upstreams.customers.isuer: unknown key", `did you mean "issuer"`}},
 		{"a secret in a key whose errors quote it", replace("    grant: authorization_code", "    grant: authorization_code\n    upstream: \"${TEST_CLIENT_SECRET}\""), []string{`routes[0].upstream:`, "(the value of $TEST_CLIENT_SECRET)"}},
-		{"several problems at once", replace(`"http://127.0.0.1:8080"`, `"nope"`) + "lisen: x\n", []string{"lisen: unknown key"}},
+		{"several problems at once", replace(`"http://127.0.0.1:8080"`, `"nope"`) + "lisen: x\n", []string{"lisen: unknown key", "routes[0].backend: not an absolute URL"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -177,6 +184,69 @@ func TestBrokenConfigs(t *testing.T) {
 						t.Errorf("%s: stderr contains a secret value", cmd)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestEveryErrorAtOnce: a file with an unknown key, an unset variable and
+// a bad backend URL gets all three in one run (they once came in rounds:
+// the backend only after the other two were fixed), each once, and
+// nothing that merely repeats one of them.
+func TestEveryErrorAtOnce(t *testing.T) {
+	const file = `
+public_url: "https://app.example.com"
+upstream:
+  issuer: "https://idp.example.com"
+  clent_id: "authgate"
+  client_id: "authgate"
+  client_secret: "${TEST_CLIENT_SECRET}"
+session:
+  cookie:
+    secret: "${UNSET_COOKIE_SECRET}"
+routes:
+  - backend: "127.0.0.1:8080"
+    grant: authorization_code
+`
+	_, err := parseConfig([]byte(file), env(nil))
+	if err == nil {
+		t.Fatal("the broken file was accepted")
+	}
+	got := strings.Split(err.Error(), "\n")
+	want := []string{
+		`upstream.clent_id: unknown key (line 5); did you mean "client_id"?`,
+		"session.cookie.secret: environment variable UNSET_COOKIE_SECRET is not set",
+		"routes[0].backend: not an absolute URL",
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d errors, want %d:\n%s", len(got), len(want), err)
+	}
+	for i, w := range want {
+		if i >= len(got) || !strings.HasPrefix(got[i], w) {
+			t.Errorf("error %d: got %q, want it to start %q", i, got[min(i, len(got)-1)], w)
+		}
+	}
+}
+
+// TestFaultedKeysNotRepeated: a key whose value is already faulted (an
+// unset variable, a wrong type, a list for a mapping) is not reported
+// again by the validation of its empty value.
+func TestFaultedKeysNotRepeated(t *testing.T) {
+	for _, tc := range []struct {
+		name, old, new string
+		want           string
+	}{
+		{"unset variable", "${TEST_COOKIE_SECRET}", "${UNSET_ANYWHERE}", "session.cookie.secret: environment variable UNSET_ANYWHERE is not set"},
+		{"list for a mapping", "  cookie:\n    secret: \"${TEST_COOKIE_SECRET}\"\n", "  cookie: [a]\n", "session.cookie: must not be a list (line 8)"},
+		{"wrong type", "session:\n", "session:\n  idle_timeout: soon\n", "session.idle_timeout: must be a duration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(validConfig, tc.old) {
+				t.Fatalf("test bug: %q not in the valid config", tc.old)
+			}
+			_, err := parseConfig([]byte(strings.Replace(validConfig, tc.old, tc.new, 1)), env(nil))
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("got %v, want exactly one error starting %q", err, tc.want)
 			}
 		})
 	}

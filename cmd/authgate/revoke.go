@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 )
 
@@ -14,34 +13,27 @@ import (
 // servers' revocation endpoints.
 const revokeTimeout = 30 * time.Second
 
-// revokeCommand is `authgate revoke -config FILE -sub S [-sid ID]
+// revokeFlags is `authgate revoke -config FILE -sub S [-sid ID]
 // [-upstream NAME]`: it ends, through the shared session store, the
 // sessions the operator names on every replica, and revokes their refresh
 // tokens, as POST /admin/revoke does.
-func revokeCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("authgate revoke", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", os.Getenv("AUTHGATE_CONFIG"), "path of the gateway's YAML config file (default $AUTHGATE_CONFIG)")
+func revokeFlags(fs *flag.FlagSet) func(context.Context, io.Writer, io.Writer) int {
+	path := configFlag(fs)
 	sub := fs.String("sub", "", "end every session of this user (the ID token's sub)")
 	sid := fs.String("sid", "", "end the sessions of this login session at the server (the ID token's sid)")
 	up := fs.String("upstream", "", "only at this upstream (\"default\" for upstream:); default: every configured server")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: authgate revoke -config FILE -sub USER [-sid SID] [-upstream NAME]")
-		fs.PrintDefaults()
+	return func(ctx context.Context, stdout, stderr io.Writer) int {
+		return revoke(ctx, *path, *sub, *sid, *up, stdout, stderr)
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
+}
+
+func revoke(ctx context.Context, path, sub, sid, up string, stdout, stderr io.Writer) int {
+	if sub == "" && sid == "" {
+		fmt.Fprintln(stderr, "authgate revoke: name the sessions to end with -sub USER and/or -sid SID\nRun 'authgate revoke -h' for its flags.")
 		return 2
 	}
-	if *path == "" || *sub == "" && *sid == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return 2
-	}
-	cfg, err := loadConfig(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "authgate: invalid config %s:\n%s\n", *path, indent(err.Error()))
+	cfg, ok := loadConfigFor("revoke", path, stderr)
+	if !ok {
 		return 2
 	}
 	if cfg.Session.Store != "redis" {
@@ -57,7 +49,7 @@ func revokeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	defer g.closer()
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
-	n, err := g.server.Revoke(ctx, *up, *sub, *sid)
+	n, err := g.server.Revoke(ctx, up, sub, sid)
 	if err != nil {
 		fmt.Fprintf(stderr, "authgate revoke: %v (%d sessions ended before it)\n", err, n)
 		return 1

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,9 +14,6 @@ import (
 	"github.com/authgate/authgate/session"
 	"github.com/authgate/authgate/upstream"
 )
-
-// shutdownGrace is how long in-flight requests may finish after SIGTERM.
-const shutdownGrace = 25 * time.Second
 
 // gateway is a wired-up gateway, ready to serve.
 type gateway struct {
@@ -32,7 +28,7 @@ type gateway struct {
 // build wires the packages from cfg. The access log goes to accessLog,
 // in the format of cfg.Log.
 func build(cfg *fileConfig, log *slog.Logger, accessLog io.Writer) (*gateway, error) {
-	m := metrics.New(metrics.Build{Version: version})
+	m := metrics.New(metrics.Build{Version: buildVersion()})
 	store, closeStore, err := session.OpenStore(cfg.Session, time.Now)
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
@@ -94,39 +90,33 @@ func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger, accessLog io.
 		}
 		log.Info("metrics listening", "addr", mln.Addr().String(), "pprof", cfg.Metrics.Pprof)
 	}
-	log.Info("authgate listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "routes", len(cfg.Routes), "store", cfg.Session.Store, "version", version)
+	log.Info("authgate listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "routes", len(cfg.Routes), "store", cfg.Session.Store, "version", buildVersion())
 	go g.warmUp(ctx, log)
-	errc := make(chan error, 2)
-	go func() { errc <- hs.Serve(ln) }()
+	hsErr, msErr := make(chan error, 1), make(chan error, 1)
+	go func() { hsErr <- hs.Serve(ln) }()
 	if ms != nil {
-		go func() { errc <- ms.Serve(mln) }()
+		go func() { msErr <- ms.Serve(mln) }()
 	}
 	select {
-	case err := <-errc:
-		hs.Close()
+	case err := <-hsErr:
 		if ms != nil {
 			ms.Close()
 		}
 		return err
+	case err := <-msErr:
+		hs.Close()
+		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining in-flight requests", "grace", shutdownGrace.String())
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	err = hs.Shutdown(sctx)
+	err = drain(hs, g.server, hsErr, cfg.Shutdown, log)
 	if ms != nil {
 		// Served until the public listener is drained: a scrape during
 		// the drain still sees the gateway.
-		ms.Shutdown(sctx)
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = ms.Shutdown(sctx)
+		cancel()
 	}
-	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	log.Info("stopped")
-	return nil
+	return err
 }
 
 // warmUp loads the authorization server's metadata and checks the store,
