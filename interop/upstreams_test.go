@@ -35,7 +35,7 @@ func startSeveralServers(t *testing.T) *severalServers {
 		op: oidcprovider.Start(t, oidcprovider.Config{
 			OmitFormPost: true, // the implicit route's tokens come in the fragment
 			Clients: []oidcprovider.Client{code,
-				{ID: "legacy", Secret: "legacy-secret", GrantTypes: []string{"implicit"}, ResponseTypes: []string{"id_token token"}, RedirectURIs: []string{public + "/oauth2/callback"}},
+				{ID: "legacy", Secret: "legacy-secret", GrantTypes: []string{"implicit"}, ResponseTypes: []string{"id_token token"}, RedirectURIs: []string{public + "/oauth2/callback/legacy"}},
 				serviceClient("svc", "svc-secret")},
 			Features:        map[string]any{"clientCredentials": map[string]any{"enabled": true}},
 			ResourceServers: map[string]oidcprovider.ResourceServer{ordersAPI: {Scope: "orders.read"}},

@@ -4,11 +4,19 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/authgate/authgate/upstream"
+)
+
+// Revocations of the refresh tokens of sessions a logout ends: at most
+// revokeParallel at once, all within revokeTimeout.
+const (
+	revokeParallel = 8
+	revokeTimeout  = 5 * time.Second
 )
 
 // replayWindow is how long a logout token's jti is remembered: longer than
@@ -45,23 +53,28 @@ func (s *Server) backChannelLogout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	p, lt, err := s.verifyLogoutToken(ctx, upstream.Secret(raw))
 	if err != nil {
-		s.log.WarnContext(r.Context(), "back-channel logout refused", "reason", err.Error())
+		s.log.InfoContext(r.Context(), "back-channel logout refused", "reason", err.Error())
 		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout_token is not valid")
 		return
 	}
-	first, err := s.sessions.Claim(ctx, p.issuer+"\x00"+lt.ID, replayWindow)
+	jti := p.issuer + "\x00" + lt.ID
+	first, err := s.sessions.Claim(ctx, jti, replayWindow)
 	if err != nil {
 		s.log.WarnContext(r.Context(), "back-channel logout failed", "upstream", p.label(), "error", err.Error())
 		logoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store is unavailable; retry")
 		return
 	}
 	if !first {
-		s.log.WarnContext(r.Context(), "back-channel logout refused", "upstream", p.label(), "reason", "logout token replayed (jti seen before)")
+		s.log.InfoContext(r.Context(), "back-channel logout refused", "upstream", p.label(), "reason", "logout token replayed (jti seen before)")
 		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout_token was used before")
 		return
 	}
 	n, err := s.endServerSessions(ctx, p.issuer, lt.Subject, lt.SessionID)
 	if err != nil {
+		// The server is told to retry: its retry must not be a replay.
+		if uerr := s.sessions.Unclaim(context.WithoutCancel(ctx), jti); uerr != nil {
+			s.log.WarnContext(ctx, "back-channel logout: the failed token's jti stays claimed; the server's retry will be refused", "error", uerr.Error())
+		}
 		s.log.WarnContext(r.Context(), "back-channel logout failed", "upstream", p.label(), "sub", lt.Subject, "error", err.Error())
 		logoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store is unavailable; retry")
 		return
@@ -101,17 +114,26 @@ func (s *Server) verifyLogoutToken(ctx context.Context, raw upstream.Secret) (*p
 // the server that issued it. It returns how many ended.
 func (s *Server) endServerSessions(ctx context.Context, issuer, sub, sid string) (int, error) {
 	ended, err := s.sessions.EndSessions(ctx, issuer, sub, sid)
+	// A few at a time, all within revokeTimeout: the server that sent a
+	// back-channel logout waits for the answer.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeTimeout)
+	defer cancel()
+	sem := make(chan struct{}, revokeParallel)
+	var wg sync.WaitGroup
 	for _, sess := range ended {
 		p := s.provider(sess.Upstream)
 		if p == nil || !p.owns(sess) || sess.Token.RefreshToken.IsZero() {
 			continue
 		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if err := p.up.Revoke(rctx, sess.Token.RefreshToken, "refresh_token"); err != nil {
-			s.log.WarnContext(ctx, "refresh token revocation failed", "upstream", p.label(), "error", err.Error())
-		}
-		cancel()
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := p.up.Revoke(rctx, sess.Token.RefreshToken, "refresh_token"); err != nil {
+				s.log.WarnContext(ctx, "refresh token revocation failed", "upstream", p.label(), "error", err.Error())
+			}
+		})
 	}
+	wg.Wait()
 	return len(ended), err
 }
 

@@ -1,10 +1,13 @@
 package proxy_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +29,10 @@ type logoutWorld struct {
 func newLogoutWorld(t *testing.T) *logoutWorld {
 	t.Helper()
 	e := newEnv(t, envOptions{redis: true})
-	long := func(_ *proxy.Config, sc *session.Config, _ *upstream.Config) { sc.Cache.TTL = time.Minute }
+	long := func(_ *proxy.Config, sc *session.Config, uc *upstream.Config) {
+		sc.Cache.TTL = time.Minute
+		uc.FrontChannelLogout = true
+	}
 	w := &logoutWorld{e: e, a: e.gateway(gatewayOptions{mutate: long}), b: e.gateway(gatewayOptions{mutate: long})}
 	for _, g := range []*gateway{w.a, w.b} {
 		deadline := time.Now().Add(5 * time.Second)
@@ -230,6 +236,11 @@ func TestFrontChannelLogout(t *testing.T) {
 	if resp := get(url.Values{"iss": {"https://evil.example"}, "sid": {sid}}); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("wrong iss: %d, want 400", resp.StatusCode)
 	}
+	// A gateway whose upstream does not enable it refuses the right pair.
+	off := e.gateway(gatewayOptions{})
+	if resp, err := http.Get(off.URL + "/oauth2/frontchannel_logout?" + url.Values{"iss": {e.idp.Issuer()}, "sid": {sid}}.Encode()); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("front-channel logout without frontchannel_logout: %v %v, want 400", resp.StatusCode, err)
+	}
 	if resp := get(url.Values{"iss": {e.idp.Issuer()}, "sid": {"not-" + sid}}); resp.StatusCode != http.StatusOK {
 		t.Errorf("unknown sid: %d, want 200 (nothing to end)", resp.StatusCode)
 	}
@@ -250,5 +261,45 @@ func TestFrontChannelLogout(t *testing.T) {
 	}
 	if w.status(t, w.a, bob) != 200 {
 		t.Error("the front-channel logout of alice's sid ended bob's session")
+	}
+}
+
+// lockFailingStore fails the next fails Lock calls, as a store that is
+// briefly down would.
+type lockFailingStore struct {
+	session.Store
+	fails atomic.Int32
+}
+
+func (s *lockFailingStore) Lock(ctx context.Context, key string, ttl time.Duration) (func(context.Context) error, error) {
+	if s.fails.Add(-1) >= 0 {
+		return nil, fmt.Errorf("%w: injected", session.ErrUnavailable)
+	}
+	return s.Store.Lock(ctx, key, ttl)
+}
+
+// TestBackChannelLogoutRetried: a logout the store could not carry out is
+// answered 503, and the server's retry of the same token is not refused as
+// a replay: it ends the session.
+func TestBackChannelLogoutRetried(t *testing.T) {
+	e := newEnv(t, envOptions{redis: true})
+	flaky := &lockFailingStore{Store: e.store}
+	e.store = flaky
+	g := e.gateway(gatewayOptions{})
+	b := newBrowser(t)
+	b.login(t, g, "/")
+	cookie := b.cookie(t, g.URL, "_authgate")
+	sids := e.idp.SessionIDs("user-alice")
+	tok := logoutToken(t, e, "user-alice", sids[len(sids)-1], "jti-retry", nil)
+	flaky.fails.Store(1)
+	if status, _, _ := postLogout(t, g, url.Values{"logout_token": {tok}}); status != http.StatusServiceUnavailable {
+		t.Fatalf("logout while the store fails: %d, want 503", status)
+	}
+	if status, _, body := postLogout(t, g, url.Values{"logout_token": {tok}}); status != http.StatusOK {
+		t.Fatalf("the server's retry: %d %v, want 200", status, body)
+	}
+	w := &logoutWorld{e: e, a: g, b: g}
+	if !w.endsWithin(t, cookie, time.Second) {
+		t.Error("the session survived the retried logout")
 	}
 }

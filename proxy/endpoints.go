@@ -41,7 +41,7 @@ func (s *Server) serveEndpoint(w http.ResponseWriter, r *http.Request, name stri
 	case "/start":
 		s.start(w, r)
 	case "/callback":
-		s.callback(w, r)
+		s.callback(w, r, s.providers[0])
 	case "/sign_out":
 		s.signOut(w, r)
 	case "/userinfo":
@@ -55,6 +55,10 @@ func (s *Server) serveEndpoint(w http.ResponseWriter, r *http.Request, name stri
 	case "/frontchannel_logout":
 		s.frontChannelLogout(w, r)
 	default:
+		if p := s.providerAt(name); p != nil {
+			s.callback(w, r, p) // a named upstream's redirect URI
+			return
+		}
 		s.fail(w, r, errNoPage)
 	}
 }

@@ -75,6 +75,8 @@ func classify(err error) *pageError {
 		return pe
 	case errors.Is(err, session.ErrUnavailable):
 		return errStoreDown.withCause(err)
+	case errors.Is(err, session.ErrLoginEnded):
+		return errLoginFailed.withCause(err)
 	case errors.Is(err, upstream.ErrUnavailable) && errors.Is(err, context.DeadlineExceeded):
 		return errUpTimeout.withCause(err)
 	case errors.Is(err, upstream.ErrUnavailable), errors.As(err, &te):

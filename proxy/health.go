@@ -45,11 +45,35 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.sessions.Store().Ping(ctx); err != nil {
 		checks["session_store"], status = "unavailable", http.StatusServiceUnavailable
 	}
+	// All servers at once, each bounded by the check's deadline: a
+	// discovery in flight does not heed a caller's context (it is shared),
+	// so one hung server must not hold the answer past it.
+	type result struct {
+		name string
+		err  error
+	}
+	results := make(chan result, len(s.providers))
 	ups := make(map[string]string, len(s.providers))
 	for _, p := range s.providers {
-		ups[p.label()] = "ok"
-		if _, err := p.up.Metadata(ctx); err != nil {
-			ups[p.label()] = "unavailable"
+		ups[p.label()] = "unavailable"
+		go func() {
+			_, err := p.up.Metadata(ctx)
+			results <- result{p.label(), err}
+		}()
+	}
+wait:
+	for range s.providers {
+		select {
+		case res := <-results:
+			if res.err == nil {
+				ups[res.name] = "ok"
+			}
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	for _, v := range ups {
+		if v != "ok" {
 			checks["authorization_server"], status = "unavailable", http.StatusServiceUnavailable
 		}
 	}

@@ -145,7 +145,7 @@ func (s *Server) implicit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ls, rt, ok := s.authorizationResponse(w, r, q, GrantImplicit)
+	ls, rt, ok := s.authorizationResponse(w, r, q, GrantImplicit, nil)
 	if !ok {
 		return
 	}

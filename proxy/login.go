@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -59,7 +60,7 @@ func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, rt *route, t
 	}
 	state := rand.Text()
 	req := upstream.AuthRequest{
-		RedirectURI: s.redirectURI,
+		RedirectURI: s.redirectURI(rt.provider),
 		State:       state,
 		Nonce:       upstream.Secret(rand.Text()),
 		Verifier:    upstream.NewVerifier(),
@@ -185,10 +186,12 @@ func browserLogin(rt *route) bool {
 	return rt.cfg.Grant == GrantAuthorizationCode || rt.cfg.Grant == GrantImplicit
 }
 
-// callback serves /oauth2/callback: the authorization response. The state is
-// checked (single use, bound to this browser) before anything else, and
-// before the code is redeemed (SECURITY.md 6).
-func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
+// callback serves the redirect URI of the authorization server at:
+// /oauth2/callback, or /oauth2/callback/<name> for a named upstream. The
+// state is checked (single use, bound to this browser) before anything
+// else, and before the code is redeemed (SECURITY.md 6); so is that the
+// response came to the redirect URI of its login's server.
+func (s *Server) callback(w http.ResponseWriter, r *http.Request, at *provider) {
 	switch {
 	case r.Method == http.MethodPost:
 		s.implicitFormPost(w, r) // an implicit grant's form_post
@@ -200,7 +203,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fragmentPage(w, r) // an implicit grant's answer is in the fragment
 		return
 	}
-	ls, rt, ok := s.authorizationResponse(w, r, r.URL.Query(), GrantAuthorizationCode)
+	ls, rt, ok := s.authorizationResponse(w, r, r.URL.Query(), GrantAuthorizationCode, at)
 	if !ok {
 		return
 	}
@@ -211,7 +214,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errLoginFailed.withCause(errors.New("no code in the authorization response")))
 		return
 	}
-	login, err := rt.up.Exchange(r.Context(), code, upstream.AuthRequest{RedirectURI: s.redirectURI, State: q.Get("state"), Nonce: ls.Nonce, Verifier: ls.Verifier})
+	login, err := rt.up.Exchange(r.Context(), code, upstream.AuthRequest{RedirectURI: s.redirectURI(rt.provider), State: q.Get("state"), Nonce: ls.Nonce, Verifier: ls.Verifier})
 	s.finishLogin(w, r, rt, ls, login, err, http.StatusFound)
 }
 
@@ -220,8 +223,10 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 // browser) and before anything is redeemed (SECURITY.md 6), the route it
 // belongs to (of the given grant), the server's error if it sent one (a
 // silent sign-in that needs the user becomes an ordinary login), and iss
-// (RFC 9207). ok=false means it answered itself.
-func (s *Server) authorizationResponse(w http.ResponseWriter, r *http.Request, q url.Values, grant string) (*session.LoginState, *route, bool) {
+// (RFC 9207). at is the server whose redirect URI the response came to, nil
+// for the implicit grant's relayed responses (whose ID token binds them to
+// their server). ok=false means it answered itself.
+func (s *Server) authorizationResponse(w http.ResponseWriter, r *http.Request, q url.Values, grant string, at *provider) (*session.LoginState, *route, bool) {
 	if err := s.allowLogin(w, r, s.callbackLimit); err != nil {
 		s.fail(w, r, err)
 		return nil, nil, false
@@ -253,6 +258,12 @@ func (s *Server) authorizationResponse(w http.ResponseWriter, r *http.Request, q
 	rt := s.routeByIndex(ls.Route)
 	if rt == nil || rt.cfg.Grant != grant {
 		return refuse("state", errLoginExpired.withCause(errors.New("the login's route is gone or of another grant")))
+	}
+	if at != nil && rt.provider != at {
+		// A mix-up (RFC 9700 §4.4): the login went to one server, the
+		// answer came back to another's redirect URI. Its code must reach
+		// no token endpoint.
+		return refuse("issuer", errLoginFailed.withCause(fmt.Errorf("the response of a login at upstream %s came to the redirect URI of upstream %s (mix-up)", rt.provider.label(), at.label())))
 	}
 	if e := q.Get("error"); e != "" {
 		desc := q.Get("error_description")

@@ -18,13 +18,15 @@ type RouteClient struct {
 	// AcceptBearer is the route's accept_bearer: caller JWTs are verified
 	// with the JWKS.
 	AcceptBearer bool
+	// RedirectURI is the redirect URI of the route's authorization server.
+	RedirectURI string
 }
 
 // RouteClients lists the routes' clients, in route order.
 func (s *Server) RouteClients() []RouteClient {
 	out := make([]RouteClient, len(s.routes))
 	for i, rt := range s.routes {
-		out[i] = RouteClient{Route: rt.index, Grant: rt.cfg.Grant, Client: rt.up, AcceptBearer: rt.cfg.AcceptBearer}
+		out[i] = RouteClient{Route: rt.index, Grant: rt.cfg.Grant, Client: rt.up, AcceptBearer: rt.cfg.AcceptBearer, RedirectURI: s.redirectURI(rt.provider)}
 		if rt.cfg.Grant == GrantClientCredentials {
 			out[i].ClientCredentials = rt.machineRequest()
 		}
@@ -32,6 +34,15 @@ func (s *Server) RouteClients() []RouteClient {
 	return out
 }
 
-// RedirectURI is the gateway's OAuth redirect URI, public_url + prefix +
-// "/callback".
-func (s *Server) RedirectURI() string { return s.redirectURI }
+// RedirectURI is the OAuth redirect URI of the upstream named (""
+// or DefaultUpstream for `upstream:`): public_url + prefix + "/callback",
+// or + "/callback/<name>" for a named one; "" for an unknown name.
+func (s *Server) RedirectURI(upstreamName string) string {
+	if upstreamName == DefaultUpstream {
+		upstreamName = ""
+	}
+	if p := s.provider(upstreamName); p != nil {
+		return s.redirectURI(p)
+	}
+	return ""
+}

@@ -47,6 +47,13 @@ type provider struct {
 	issuer string
 	// cookie is the name of its session cookie.
 	cookie string
+	// callback is the path of its redirect URI under the prefix:
+	// "/callback" for the default, "/callback/<name>" for the others. A
+	// redirect URI of its own per server is the mix-up defence of RFC 9700
+	// §4.4.2 for servers that send no "iss" (RFC 9207): a response that
+	// arrives at another server's redirect URI than its login's is refused
+	// before its code goes to any token endpoint.
+	callback string
 }
 
 // label is the name logs and /readyz give the provider.
@@ -87,7 +94,7 @@ func (p *provider) stamp(sess *session.Session) {
 // newProviders makes the default provider and one per named upstream, in
 // name order; cookie is the default session cookie's name.
 func newProviders(def *upstream.Client, named map[string]*upstream.Client, cookie string) ([]*provider, error) {
-	ps := []*provider{{up: def, issuer: def.Config().Issuer, cookie: cookie}}
+	ps := []*provider{{up: def, issuer: def.Config().Issuer, cookie: cookie, callback: "/callback"}}
 	names := make([]string, 0, len(named))
 	for n := range named {
 		names = append(names, n)
@@ -102,7 +109,7 @@ func newProviders(def *upstream.Client, named map[string]*upstream.Client, cooki
 		}
 		// The cookie prefix (__Host-) goes before the whole name; "-"
 		// keeps clear of the binding cookie's "_csrf".
-		ps = append(ps, &provider{name: n, up: named[n], issuer: named[n].Config().Issuer, cookie: cookie + "-" + n})
+		ps = append(ps, &provider{name: n, up: named[n], issuer: named[n].Config().Issuer, cookie: cookie + "-" + n, callback: "/callback/" + n})
 	}
 	return ps, nil
 }
@@ -116,6 +123,20 @@ func (s *Server) provider(name string) *provider {
 	}
 	return nil
 }
+
+// providerAt is the provider whose redirect URI is the endpoint name
+// (the path after the prefix), nil when none.
+func (s *Server) providerAt(name string) *provider {
+	for _, p := range s.providers {
+		if p.callback == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// redirectURI is p's OAuth redirect URI: public_url + prefix + p.callback.
+func (s *Server) redirectURI(p *provider) string { return s.cfg.PublicURL + s.cfg.Prefix + p.callback }
 
 // providerFor is the provider a redirect target's route signs in with (for
 // /oauth2/userinfo and sign-out): the route matching it, else the default.

@@ -255,3 +255,63 @@ func TestUnknownUpstreamRefused(t *testing.T) {
 		t.Errorf("proxy.New with an unknown upstream: got %v", err)
 	}
 }
+
+// TestMixUpRefused: the answer to a login at the customers server that
+// comes back to the default server's redirect URI (a mix-up, RFC 9700
+// §4.4) is refused before its code reaches any token endpoint; at its own
+// redirect URI the same kind of answer signs in.
+func TestMixUpRefused(t *testing.T) {
+	w := newTwoServers(t, nil)
+	g := w.g
+	b := newBrowser(t)
+	au := b.startLogin(t, g, "/portal/")
+	if got := au.Query().Get("redirect_uri"); got != g.URL+"/oauth2/callback/customers" {
+		t.Fatalf("the customers login's redirect_uri: %q, want %s/oauth2/callback/customers", got, g.URL)
+	}
+	cb := b.authorize(t, au)
+	if cb.Path != "/oauth2/callback/customers" {
+		t.Fatalf("callback at %s", cb.Path)
+	}
+	mixed := *cb
+	mixed.Path = "/oauth2/callback"
+	tokens := w.customers.Count("token") + w.e.idp.Count("token")
+	resp, body := b.noFollow().get(t, mixed.String())
+	if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+		t.Errorf("the customers server's answer at the default redirect URI: %d, want a 4xx page; %s", resp.StatusCode, body)
+	}
+	if n := w.customers.Count("token") + w.e.idp.Count("token"); n != tokens {
+		t.Errorf("token requests after the mixed-up answer: %d more, want none", n-tokens)
+	}
+	b.login(t, g, "/portal/")
+	if got := issuerOf(t, w.portal.last(t)); got != w.customers.Issuer() {
+		t.Errorf("portal after a proper login: token of %q", got)
+	}
+}
+
+// TestTransplantedCookieEndpoints: the default server's session under the
+// customers cookie is no customers session for userinfo, and signing out
+// of the customers server with it sends its refresh token nowhere (it
+// would reach the wrong server's revocation endpoint).
+func TestTransplantedCookieEndpoints(t *testing.T) {
+	w := newTwoServers(t, nil)
+	g := w.g
+	b := newBrowser(t)
+	b.login(t, g, "/admin/")
+	admin := b.cookie(t, g.URL, "_authgate")
+
+	thief := newBrowser(t)
+	u, _ := url.Parse(g.URL)
+	thief.jar.SetCookies(u, []*http.Cookie{{Name: "_authgate-customers", Value: admin, Path: "/"}})
+	if resp, _ := thief.get(t, g.URL+"/oauth2/userinfo?rd=%2Fportal%2F"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("userinfo for the customers server with the default server's session: %d, want 401", resp.StatusCode)
+	}
+	_, page := thief.noFollow().get(t, g.URL+"/oauth2/sign_out?rd=%2Fportal%2F")
+	form := url.Values{"rd": {"/portal/"}, "csrf": {between(page, `name="csrf" value="`, `"`)}}
+	resp, body := thief.noFollow().do(t, postForm(t, g.URL+"/oauth2/sign_out", form))
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d %s", resp.StatusCode, body)
+	}
+	if n := w.customers.Count("revoke"); n != 0 {
+		t.Errorf("the customers server's revocation endpoint got %d requests: the default server's refresh token went to it", n)
+	}
+}

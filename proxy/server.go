@@ -62,14 +62,13 @@ type Deps struct {
 
 // Server is the gateway's http.Handler. Create it with New.
 type Server struct {
-	cfg         Config
-	public      *url.URL
-	redirectURI string // PublicURL + Prefix + "/callback"
-	routes      []*route
-	sessions    *session.Manager
-	log         *slog.Logger
-	now         func() time.Time
-	cookies     cookieNames
+	cfg      Config
+	public   *url.URL
+	routes   []*route
+	sessions *session.Manager
+	log      *slog.Logger
+	now      func() time.Time
+	cookies  cookieNames
 	// providers are the authorization servers browser sessions come from,
 	// the default first.
 	providers []*provider
@@ -191,7 +190,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.endpoints = cfg.Prefix + "/"
 	s.authEndpoint = cfg.Prefix + "/auth"
 	s.public, _ = url.Parse(cfg.PublicURL)
-	s.redirectURI = cfg.PublicURL + cfg.Prefix + "/callback"
 	sc := deps.Sessions.Config().Cookie
 	s.cookies = cookieNames{session: sc.Name, binding: sc.Name + "_csrf", signedOut: sc.Name + "_signed_out", secure: sc.IsSecure(), domain: sc.Domain}
 	if s.cookies.secure && sc.Domain == "" {

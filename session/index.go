@@ -27,6 +27,7 @@ import (
 // changed under a lock of its own.
 const (
 	indexPrefix     = "x:"
+	endedPrefix     = "xe:" // a server login session a logout ended
 	indexVersion    = byte(1)
 	maxIndexEntries = 64
 	indexLockTTL    = 10 * time.Second
@@ -131,8 +132,20 @@ func (m *Manager) index(ctx context.Context, t Ticket, s *Session) error {
 	if err := m.indexAdd(ctx, m.idx.keys(indexBySubject, s.Issuer, s.Subject)[0], e); err != nil {
 		return err
 	}
-	if s.SessionID != "" {
-		return m.indexAdd(ctx, m.idx.keys(indexBySID, s.Issuer, s.SessionID)[0], e)
+	if s.SessionID == "" {
+		return nil
+	}
+	key := m.idx.keys(indexBySID, s.Issuer, s.SessionID)[0]
+	if err := m.indexAdd(ctx, key, e); err != nil {
+		return err
+	}
+	// After indexing: a logout of this sid that read the index before
+	// the entry was there has left its mark already (EndSessions marks
+	// first), and this login must not outlive it.
+	if _, err := m.store.Get(ctx, endedPrefix+key[len(indexPrefix):]); err == nil {
+		return ErrLoginEnded
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
 	}
 	return nil
 }
@@ -147,6 +160,13 @@ func (m *Manager) indexAdd(ctx context.Context, key string, e indexEntry) error 
 		entries = slices.DeleteFunc(entries, func(x indexEntry) bool { return !x.expires.After(now) })
 		entries = append(entries, e)
 		var over []indexEntry
+		if len(entries) > maxIndexEntries {
+			// Sign-outs and idle expiry leave their entries behind: drop
+			// those of sessions that are gone before any live one.
+			if entries, err = m.dropGone(ctx, entries); err != nil {
+				return err
+			}
+		}
 		if len(entries) > maxIndexEntries {
 			slices.SortFunc(entries, func(a, b indexEntry) int { return a.expires.Compare(b.expires) })
 			over = slices.Clone(entries[:len(entries)-maxIndexEntries])
@@ -170,6 +190,23 @@ func (m *Manager) indexAdd(ctx context.Context, key string, e indexEntry) error 
 		}
 		return m.store.Set(ctx, key, record, last.Sub(now)+time.Second)
 	})
+}
+
+// dropGone removes the entries whose session record is no longer in the
+// store.
+func (m *Manager) dropGone(ctx context.Context, entries []indexEntry) ([]indexEntry, error) {
+	kept := entries[:0]
+	for _, e := range entries {
+		_, err := m.store.Get(ctx, e.ticket.storageKey())
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			kept = append(kept, e)
+		}
+	}
+	return kept, nil
 }
 
 func later(a, b time.Time) time.Time {
@@ -229,7 +266,22 @@ func (m *Manager) EndSessions(ctx context.Context, issuer, sub, sid string) ([]*
 		kind, value = indexBySID, sid
 	}
 	var ended []*Session
+	if sid != "" {
+		// A login of this sid completing now must see that it ended (see
+		// index): marked before the index is read, for as long as a
+		// pending login lives.
+		key := m.idx.keys(indexBySID, issuer, sid)[0]
+		if err := m.store.Set(ctx, endedPrefix+key[len(indexPrefix):], []byte{1}, m.cfg.LoginTimeout+time.Minute); err != nil {
+			return nil, fmt.Errorf("session: end sessions: %w", err)
+		}
+	}
 	for _, key := range m.idx.keys(kind, issuer, value) {
+		// Most keys name nothing (a stale or made-up sid): no lock then.
+		if entries, err := m.indexRead(ctx, key); err != nil {
+			return ended, fmt.Errorf("session: end sessions: %w", err)
+		} else if len(entries) == 0 {
+			continue
+		}
 		err := m.withIndexLock(ctx, key, func() error {
 			entries, err := m.indexRead(ctx, key)
 			if err != nil {

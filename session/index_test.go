@@ -173,3 +173,51 @@ func TestClaim(t *testing.T) {
 		t.Error("another id: reported used")
 	}
 }
+
+// TestIndexForgetsEndedSessions: sessions signed out one after another do
+// not fill the user's index: the cap ends no live session while gone ones
+// can make room (the review's 64 sign-in/sign-out cycles).
+func TestIndexForgetsEndedSessions(t *testing.T) {
+	clk := newFakeClock()
+	m := newManager(t, testConfig(t), NewMemoryStore(clk.Now, 0), clk.Now)
+	live := indexed(t, m, "https://idp.example", "alice", "")
+	for range maxIndexEntries + 5 {
+		tk := indexed(t, m, "https://idp.example", "alice", "")
+		if err := m.Delete(context.Background(), tk); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Second)
+	}
+	if !alive(t, m, live) {
+		t.Fatal("signed-out sessions crowded the one live session out of the index, and it ended")
+	}
+	if ended, err := m.EndSessions(context.Background(), "https://idp.example", "alice", ""); err != nil || len(ended) != 1 {
+		t.Errorf("EndSessions: %d, %v; want the live session", len(ended), err)
+	}
+}
+
+// TestLoginAfterItsLogout: a logout that names a sid before the login of
+// that sid completes (the server ended the login while its code was on the
+// way) leaves no session behind: Create refuses it.
+func TestLoginAfterItsLogout(t *testing.T) {
+	clk := newFakeClock()
+	m := newManager(t, testConfig(t), NewMemoryStore(clk.Now, 0), clk.Now)
+	ctx := context.Background()
+	if _, err := m.EndSessions(ctx, "https://idp.example", "", "sid-late"); err != nil {
+		t.Fatal(err)
+	}
+	s := testSession()
+	s.Issuer, s.SessionID = "https://idp.example", "sid-late"
+	if _, err := m.Create(ctx, s); !errors.Is(err, ErrLoginEnded) {
+		t.Fatalf("Create of an ended login session: %v, want ErrLoginEnded", err)
+	}
+	s.SessionID = "sid-new"
+	if _, err := m.Create(ctx, s); err != nil {
+		t.Errorf("Create of another login session: %v", err)
+	}
+	clk.Advance(m.Config().LoginTimeout + 2*time.Minute)
+	s.SessionID = "sid-late"
+	if _, err := m.Create(ctx, s); err != nil {
+		t.Errorf("the mark outlived any pending login: %v", err)
+	}
+}

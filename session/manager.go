@@ -131,7 +131,7 @@ func (m *Manager) Create(ctx context.Context, s *Session) (Ticket, error) {
 	// A session the index does not list could not be ended by a logout
 	// that names its user: it does not begin.
 	if err := m.index(ctx, t, s); err != nil {
-		_ = m.store.Delete(ctx, key)
+		_ = m.Delete(ctx, t)
 		return Ticket{}, fmt.Errorf("session: create: %w", err)
 	}
 	return t, nil

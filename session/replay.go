@@ -20,3 +20,12 @@ func (m *Manager) Claim(ctx context.Context, id string, ttl time.Duration) (bool
 	}
 	return n == 1, nil
 }
+
+// Unclaim forgets a Claim whose work failed, so that a retry of the same
+// id is not taken for a replay.
+func (m *Manager) Unclaim(ctx context.Context, id string) error {
+	if err := m.store.Delete(ctx, hashKey(replayPrefix, []byte(id))); err != nil {
+		return fmt.Errorf("session: unclaim: %w", err)
+	}
+	return nil
+}

@@ -21,6 +21,10 @@ var (
 	// ErrInvalidCookie means a cookie value failed to decode: tampered,
 	// expired, encoded under an unknown key or for another cookie name.
 	ErrInvalidCookie = errors.New("session: invalid cookie")
+	// ErrLoginEnded means Manager.Create refused a session of a login
+	// session the server has already ended (a logout that named its sid
+	// came before the login completed).
+	ErrLoginEnded = errors.New("session: the server ended this login session")
 )
 
 // Store is a key-value store with expiry, the persistence behind a Manager.

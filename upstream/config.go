@@ -149,6 +149,14 @@ type Config struct {
 	// Claims says which claims name the user, the email address and the
 	// groups. Default: sub, email, groups.
 	Claims ClaimMapping `yaml:"claims"`
+	// FrontChannelLogout accepts OpenID Connect Front-Channel Logout from
+	// this server: GET <prefix>/frontchannel_logout?iss=&sid= ends the
+	// sessions of that login session (register the URL as the client's
+	// frontchannel_logout_uri, with frontchannel_logout_session_required).
+	// The request carries no proof but the sid, which every client of the
+	// server sees: enable it only for servers without back-channel logout.
+	// Default false: such requests are refused.
+	FrontChannelLogout bool `yaml:"frontchannel_logout"`
 }
 
 // ClaimMapping names the claims an Identity's User, Email and Groups come

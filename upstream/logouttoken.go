@@ -39,9 +39,9 @@ type LogoutToken struct {
 // Back-Channel Logout 1.0 §2.6): signed by a key of the server's JWKS with
 // an allowed algorithm, typ absent, JWT or logout+jwt, iss the issuer, aud
 // containing the client id, iat present and at most MaxLogoutTokenAge old
-// (plus the clock skew), exp (when present) not passed, a jti, sub or sid
-// or both, the back-channel logout event, and no nonce (so an ID token
-// cannot pass for one). Remembering jti is the caller's part. Every failure
+// (plus the clock skew), exp present and not passed (§2.4 requires it), a
+// jti, sub or sid or both, the back-channel logout event, and no nonce (so
+// an ID token cannot pass for one). Remembering jti is the caller's part. Every failure
 // wraps ErrInvalidLogoutToken.
 func (c *Client) VerifyLogoutToken(ctx context.Context, raw Secret) (*LogoutToken, error) {
 	bad := func(format string, args ...any) error {
@@ -51,7 +51,7 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw Secret) (*LogoutToke
 		return nil, bad("the upstream has no issuer configured")
 	}
 	var typ any
-	claims, _, err := c.parseJWTWith(ctx, raw.Reveal(), jwt.WithIssuedAt())
+	claims, _, err := c.parseJWTWith(ctx, raw.Reveal(), jwt.WithIssuedAt(), jwt.WithExpirationRequired())
 	if err != nil {
 		return nil, bad("%w", err)
 	}

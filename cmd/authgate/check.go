@@ -113,7 +113,7 @@ func checkOnline(ctx context.Context, cfg *fileConfig, stderr io.Writer) []check
 		}
 		results = append(results, checkKeys(ctx, rc.Client, key, clients))
 	}
-	for _, p := range clientProbes(cfg, clients, g.server.RedirectURI()) {
+	for _, p := range clientProbes(cfg, clients) {
 		if down[p.client.Config().Issuer] {
 			results = append(results, checkResult{checkSkipped, p.name, "not probed: discovery failed"})
 			continue
@@ -191,13 +191,14 @@ type clientProbe struct {
 // code for a client of code-flow routes, the actual token request of each
 // client_credentials route; the grants that offer no harmless probe are
 // listed as skipped, with the reason.
-func clientProbes(cfg *fileConfig, clients []proxy.RouteClient, redirectURI string) []clientProbe {
+func clientProbes(cfg *fileConfig, clients []proxy.RouteClient) []clientProbe {
 	type use struct {
-		client  *upstream.Client
-		section string // its server's config section
-		keys    string // the config keys of its registration
-		routes  map[string][]int
-		machine []proxy.RouteClient // its client_credentials routes
+		client   *upstream.Client
+		redirect string // its server's redirect URI
+		section  string // its server's config section
+		keys     string // the config keys of its registration
+		routes   map[string][]int
+		machine  []proxy.RouteClient // its client_credentials routes
 	}
 	var uses []*use
 	for _, rc := range clients {
@@ -212,7 +213,7 @@ func clientProbes(cfg *fileConfig, clients []proxy.RouteClient, redirectURI stri
 			if cfg.Routes[rc.Route].ClientID != "" {
 				keys = fmt.Sprintf("routes[%d].client_id and routes[%d].client_secret", rc.Route, rc.Route)
 			}
-			uses = append(uses, &use{client: rc.Client, section: up, keys: keys, routes: map[string][]int{}})
+			uses = append(uses, &use{client: rc.Client, redirect: rc.RedirectURI, section: up, keys: keys, routes: map[string][]int{}})
 			i = len(uses) - 1
 		}
 		u := uses[i]
@@ -227,7 +228,7 @@ func clientProbes(cfg *fileConfig, clients []proxy.RouteClient, redirectURI stri
 		if rs := u.routes[proxy.GrantAuthorizationCode]; len(rs) > 0 {
 			name := fmt.Sprintf("client %q, authorization_code (%s)", id, routeList(rs))
 			probes = append(probes, clientProbe{name: name, client: u.client, run: func(ctx context.Context) checkResult {
-				return probeCodeFlow(ctx, name, u.client, u.keys, u.section, redirectURI)
+				return probeCodeFlow(ctx, name, u.client, u.keys, u.section, u.redirect)
 			}})
 		}
 		for _, rc := range u.machine {
