@@ -202,9 +202,11 @@ func serveFlags(fs *flag.FlagSet) func(context.Context, io.Writer, io.Writer) in
 			return 2
 		}
 		logOut := newBufferedLog(stderr)
-		log := newLogger(logOut, cfg.Log)
+		level := new(slog.LevelVar)
+		level.Set(levelOf(cfg.Log.Level))
+		log := newLoggerAt(logOut, cfg.Log, level)
 		routeRedisLog(log)
-		err := serve(ctx, cfg, log, logOut)
+		err := serve(ctx, cfg, log, logOut, serveOptions{path: *path, level: level})
 		logOut.Close()
 		if err != nil {
 			var ce *configError
@@ -235,8 +237,11 @@ func indent(s string) string {
 
 // newLogger builds the process logger.
 func newLogger(w io.Writer, c logConfig) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
+	return newLoggerAt(w, c, levelOf(c.Level))
+}
+
+// newLoggerAt is newLogger at level (a *slog.LevelVar a reload changes).
+func newLoggerAt(w io.Writer, c logConfig, level slog.Leveler) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(proxy.NewLogHandler(slog.NewJSONHandler(w, opts)))

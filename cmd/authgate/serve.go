@@ -15,14 +15,23 @@ import (
 	"github.com/authgate/authgate/upstream"
 )
 
-// gateway is a wired-up gateway, ready to serve.
+// gateway is a wired-up gateway, ready to serve: the process's session
+// store and metrics, and the state built from the configuration over them
+// (which a reload replaces).
 type gateway struct {
-	server *proxy.Server
-	closer func() error
-	// ups are the authorization servers by name, "default" for upstream:.
-	ups     map[string]*upstream.Client
-	store   session.Store
-	metrics *metrics.Metrics
+	*state
+	store      session.Store
+	closeStore func() error
+	metrics    *metrics.Metrics
+	// rebuild builds a state from a configuration over the same store and
+	// metrics: a reload.
+	rebuild func(*fileConfig) (*state, error)
+}
+
+// closer closes the state's sessions and the store.
+func (g *gateway) closer() error {
+	g.sessions.Close()
+	return g.closeStore()
 }
 
 // build wires the packages from cfg. The access log goes to accessLog,
@@ -34,48 +43,77 @@ func build(cfg *fileConfig, log *slog.Logger, accessLog io.Writer) (*gateway, er
 		return nil, fmt.Errorf("session store: %w", err)
 	}
 	store = session.Observe(store, m)
+	g := &gateway{store: store, closeStore: closeStore, metrics: m}
+	g.rebuild = func(cfg *fileConfig) (*state, error) { return buildState(cfg, store, m, log, accessLog) }
+	if g.state, err = g.rebuild(cfg); err != nil {
+		closeStore()
+		return nil, err
+	}
+	return g, nil
+}
+
+// buildState wires what a reload replaces from cfg (the session manager,
+// the authorization server clients, the proxy) over the process's store
+// and metrics.
+func buildState(cfg *fileConfig, store session.Store, m *metrics.Metrics, log *slog.Logger, accessLog io.Writer) (*state, error) {
 	sessions, err := session.NewManager(cfg.Session, store, time.Now)
 	if err != nil {
-		closeStore()
 		return nil, &configError{[]error{fmt.Errorf("session: %w", err)}}
 	}
-	closer := func() error { sessions.Close(); return closeStore() }
+	fail := func(err error) (*state, error) {
+		sessions.Close()
+		return nil, err
+	}
 	// Upstreams of one server share its metadata and keys.
 	shared := &upstream.Shared{}
 	ulog := log.With("component", "upstream")
 	up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: ulog.With("upstream", proxy.DefaultUpstream), Shared: shared, Observer: m})
 	if err != nil {
-		closer()
-		return nil, &configError{[]error{fmt.Errorf("upstream: %w", err)}}
+		return fail(&configError{[]error{fmt.Errorf("upstream: %w", err)}})
 	}
 	ups := map[string]*upstream.Client{proxy.DefaultUpstream: up}
 	named := make(map[string]*upstream.Client, len(cfg.Upstreams))
 	for name, ucfg := range cfg.Upstreams {
 		c, err := upstream.New(ucfg, upstream.Deps{Logger: ulog.With("upstream", name), Shared: shared, Observer: m})
 		if err != nil {
-			closer()
-			return nil, &configError{[]error{fmt.Errorf("upstreams.%s: %w", name, err)}}
+			return fail(&configError{[]error{fmt.Errorf("upstreams.%s: %w", name, err)}})
 		}
 		named[name], ups[name] = c, c
 	}
 	srv, err := proxy.New(cfg.Config, proxy.Deps{Upstream: up, Upstreams: named, Sessions: sessions, Logger: log, Metrics: m,
 		AccessLog: accessLog, AccessLogJSON: cfg.Log.Format == "json"})
 	if err != nil {
-		closer()
-		return nil, &configError{[]error{err}}
+		return fail(&configError{[]error{err}})
 	}
-	return &gateway{server: srv, closer: closer, ups: ups, store: store, metrics: m}, nil
+	return &state{cfg: cfg, server: srv, sessions: sessions, ups: ups, admin: srv.AdminHandler()}, nil
+}
+
+// serveOptions are serve's knobs besides the configuration.
+type serveOptions struct {
+	// path is the config file, re-read on SIGHUP and when it changes;
+	// empty: no reload.
+	path string
+	// level is the process log's level, which a reload may change.
+	level *slog.LevelVar
+	// watchInterval is how often the file is checked; 0: watchInterval.
+	watchInterval time.Duration
 }
 
 // serve runs the gateway until ctx ends, then drains in-flight requests.
 // The access log goes to accessLog.
-func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger, accessLog io.Writer) error {
+func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger, accessLog io.Writer, opts serveOptions) error {
 	g, err := build(cfg, log, accessLog)
 	if err != nil {
 		return err
 	}
-	defer g.closer()
+	l := &live{}
+	l.cur.Store(g.state)
+	defer func() {
+		l.cur.Load().sessions.Close()
+		g.closeStore()
+	}()
 	hs := g.server.HTTPServer()
+	hs.Handler = l // every request on the current state
 	ln, err := net.Listen("tcp", hs.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -83,7 +121,7 @@ func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger, accessLog io.
 	var ms *http.Server
 	var mln net.Listener
 	if cfg.Metrics.Listen != "" {
-		ms = g.metrics.Server(cfg.Metrics, g.server.Health(), g.server.AdminHandler(), log)
+		ms = g.metrics.Server(cfg.Metrics, l.health(), l.admin(), log)
 		if mln, err = net.Listen("tcp", ms.Addr); err != nil {
 			ln.Close()
 			return fmt.Errorf("metrics_listen: %w", err)
@@ -92,6 +130,12 @@ func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger, accessLog io.
 	}
 	log.Info("authgate listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "routes", len(cfg.Routes), "store", cfg.Session.Store, "version", buildVersion())
 	go g.warmUp(ctx, log)
+	rctx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	if opts.path != "" {
+		rl := &reloader{path: opts.path, log: log, level: opts.level, live: l, build: g.rebuild, interval: opts.watchInterval}
+		go rl.run(rctx)
+	}
 	hsErr, msErr := make(chan error, 1), make(chan error, 1)
 	go func() { hsErr <- hs.Serve(ln) }()
 	if ms != nil {
@@ -108,7 +152,8 @@ func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger, accessLog io.
 		return err
 	case <-ctx.Done():
 	}
-	err = drain(hs, g.server, hsErr, cfg.Shutdown, log)
+	stopReload()
+	err = drain(hs, l, hsErr, l.cur.Load().cfg.Shutdown, log)
 	if ms != nil {
 		// Served until the public listener is drained: a scrape during
 		// the drain still sees the gateway.

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
-
-	"github.com/authgate/authgate/proxy"
 )
 
 // defaultGrace is shutdown.grace's default.
@@ -54,7 +52,10 @@ func (c *shutdownConfig) validate() error {
 // connections are closed after their current answer, while requests are
 // still served for c.DrainDelay; then the listener closes and in-flight
 // requests get c.Grace to finish. errc is hs.Serve's result.
-func drain(hs *http.Server, srv *proxy.Server, errc <-chan error, c shutdownConfig, log *slog.Logger) error {
+// drainer is what drain tells that a shutdown began: /readyz fails.
+type drainer interface{ Drain() }
+
+func drain(hs *http.Server, srv drainer, errc <-chan error, c shutdownConfig, log *slog.Logger) error {
 	c.setDefaults()
 	srv.Drain()
 	hs.SetKeepAlivesEnabled(false)
