@@ -44,9 +44,9 @@ func TestOIDCProviderMetrics(t *testing.T) {
 		`authgate_auth_events_total{event="login_succeeded",reason="authorization_code"} 1`,
 		`authgate_auth_events_total{event="login_started",reason="interactive"} 1`,
 		`authgate_http_requests_total{code="2xx",grant="authorization_code",route="0"} 2`,
-		`authgate_upstream_request_duration_seconds_count{endpoint="token",outcome="2xx"} 1`,
-		`authgate_upstream_request_duration_seconds_count{endpoint="userinfo",outcome="2xx"} 1`,
-		`authgate_upstream_request_duration_seconds_count{endpoint="jwks",outcome="2xx"} 1`,
+		`authgate_upstream_request_duration_seconds_count{endpoint="token",outcome="2xx",upstream="default"} 1`,
+		`authgate_upstream_request_duration_seconds_count{endpoint="userinfo",outcome="2xx",upstream="default"} 1`,
+		`authgate_upstream_request_duration_seconds_count{endpoint="jwks",outcome="2xx",upstream="default"} 1`,
 		`authgate_session_store_errors_total{op="get"} 0`,
 	} {
 		if !strings.Contains(scrape, want+"\n") {

@@ -16,25 +16,51 @@ var (
 type upstreamKey struct{ endpoint, outcome string }
 
 func (m *Metrics) newUpstream(reg *prometheus.Registry) {
-	vec := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	m.upstreamVec = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "authgate_upstream_request_duration_seconds",
-		Help:    "Calls to the authorization server by endpoint (discovery, jwks, token, userinfo, introspection, revocation) and outcome (2xx, 4xx, 5xx, error: no answer).",
+		Help:    "Calls to the authorization servers by upstream (its name under upstreams:, default for upstream:), endpoint (discovery, jwks, token, userinfo, introspection, revocation) and outcome (2xx, 4xx, 5xx, error: no answer).",
 		Buckets: callBuckets,
-	}, []string{"endpoint", "outcome"})
-	reg.MustRegister(vec)
-	m.upstream = make(map[upstreamKey]prometheus.Observer, len(upstreamEndpoints)*len(upstreamOutcomes))
+	}, []string{"upstream", "endpoint", "outcome"})
+	reg.MustRegister(m.upstreamVec)
+	m.upstream = m.Upstream("default")
+}
+
+// UpstreamObserver records the calls to one configured authorization
+// server; it implements upstream.Observer. Its handles are made once.
+type UpstreamObserver struct {
+	handles map[upstreamKey]prometheus.Observer
+}
+
+// Upstream returns the observer of the authorization server configured
+// under name ("default" for upstream:): a name from the configuration,
+// so the label stays bounded. Nil on a nil Metrics.
+func (m *Metrics) Upstream(name string) *UpstreamObserver {
+	if m == nil {
+		return nil
+	}
+	o := &UpstreamObserver{handles: make(map[upstreamKey]prometheus.Observer, len(upstreamEndpoints)*len(upstreamOutcomes))}
 	for _, e := range upstreamEndpoints {
-		for _, o := range upstreamOutcomes {
-			m.upstream[upstreamKey{e, o}] = vec.WithLabelValues(e, o)
+		for _, oc := range upstreamOutcomes {
+			o.handles[upstreamKey{e, oc}] = m.upstreamVec.WithLabelValues(name, e, oc)
 		}
 	}
+	return o
+}
+
+// ObserveCall records a call of the default upstream; see
+// UpstreamObserver.ObserveCall.
+func (m *Metrics) ObserveCall(endpoint string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.upstream.ObserveCall(endpoint, status, d)
 }
 
 // ObserveCall records a call to the authorization server's endpoint (one
 // of upstreamEndpoints; others are dropped) that answered status (0: no
-// answer) after d. It implements upstream.Observer.
-func (m *Metrics) ObserveCall(endpoint string, status int, d time.Duration) {
-	if m == nil {
+// answer) after d.
+func (o *UpstreamObserver) ObserveCall(endpoint string, status int, d time.Duration) {
+	if o == nil {
 		return
 	}
 	outcome := "error"
@@ -46,8 +72,8 @@ func (m *Metrics) ObserveCall(endpoint string, status int, d time.Duration) {
 	case status >= 500 && status < 600:
 		outcome = "5xx"
 	}
-	if o, ok := m.upstream[upstreamKey{endpoint, outcome}]; ok {
-		o.Observe(d.Seconds())
+	if h, ok := o.handles[upstreamKey{endpoint, outcome}]; ok {
+		h.Observe(d.Seconds())
 	}
 }
 

@@ -22,13 +22,14 @@ import (
 // are safe for concurrent use. Create it with New; a nil *Metrics records
 // nothing.
 type Metrics struct {
-	reg        *prometheus.Registry
-	requests   *prometheus.CounterVec
-	durations  *prometheus.HistogramVec
-	auth       [numEvents]map[string]prometheus.Counter
-	upstream   map[upstreamKey]prometheus.Observer
-	store      map[string]storeHandles
-	otherStore storeHandles
+	reg         *prometheus.Registry
+	requests    *prometheus.CounterVec
+	durations   *prometheus.HistogramVec
+	auth        [numEvents]map[string]prometheus.Counter
+	upstreamVec *prometheus.HistogramVec
+	upstream    *UpstreamObserver // the default's
+	store       map[string]storeHandles
+	otherStore  storeHandles
 }
 
 // Build describes the running binary for authgate_build_info.

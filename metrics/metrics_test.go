@@ -42,7 +42,7 @@ func TestHandler(t *testing.T) {
 		`authgate_http_requests_total{code="2xx",grant="authorization_code",route="app"} 1`,
 		`authgate_http_request_duration_seconds_count{grant="authorization_code",route="app"} 1`,
 		`authgate_auth_events_total{event="login_failed",reason="state"} 0`, // every series exists from the start
-		`authgate_upstream_request_duration_seconds_count{endpoint="token",outcome="2xx"} 0`,
+		`authgate_upstream_request_duration_seconds_count{endpoint="token",outcome="2xx",upstream="default"} 0`,
 		`authgate_session_store_errors_total{op="get"} 0`,
 		"go_goroutines ", "process_cpu_seconds_total ",
 	} {
@@ -113,6 +113,7 @@ func TestBoundedLabels(t *testing.T) {
 	m.ObserveCall("token", 0, time.Millisecond)
 	m.ObserveCall("token", 429, time.Millisecond)
 	m.ObserveStore("zadd", time.Millisecond, true)
+	m.Upstream("customers").ObserveCall("jwks", 200, time.Millisecond)
 	_, body := scrape(t, m.Handler(health, nil, false, nil), "/metrics")
 	for _, bad := range []string{"alice", "x-server-specific", "idp.example", "zadd"} {
 		if strings.Contains(body, bad) {
@@ -122,8 +123,9 @@ func TestBoundedLabels(t *testing.T) {
 	for _, want := range []string{
 		`authgate_auth_events_total{event="login_failed",reason="other"} 1`,
 		`authgate_auth_events_total{event="refresh_failed",reason="other"} 1`,
-		`authgate_upstream_request_duration_seconds_count{endpoint="token",outcome="error"} 1`,
-		`authgate_upstream_request_duration_seconds_count{endpoint="token",outcome="4xx"} 1`,
+		`authgate_upstream_request_duration_seconds_count{endpoint="token",outcome="error",upstream="default"} 1`,
+		`authgate_upstream_request_duration_seconds_count{endpoint="token",outcome="4xx",upstream="default"} 1`,
+		`authgate_upstream_request_duration_seconds_count{endpoint="jwks",outcome="2xx",upstream="customers"} 1`,
 		`authgate_session_store_errors_total{op="other"} 1`,
 	} {
 		if !strings.Contains(body, want+"\n") {

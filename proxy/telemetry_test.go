@@ -105,9 +105,9 @@ func TestMetricsCarryNoIdentity(t *testing.T) {
 		{`authgate_auth_events_total{event="login_started",reason="interactive"}`, 2},
 		{`authgate_auth_events_total{event="login_succeeded",reason="authorization_code"}`, 1},
 		{`authgate_auth_events_total{event="bearer_valid",reason="jwt"}`, 1},
-		{`authgate_upstream_request_duration_seconds_count{endpoint="token",outcome="2xx"}`, 1},
-		{`authgate_upstream_request_duration_seconds_count{endpoint="jwks",outcome="2xx"}`, 1},
-		{`authgate_upstream_request_duration_seconds_count{endpoint="discovery",outcome="2xx"}`, 1},
+		{`authgate_upstream_request_duration_seconds_count{endpoint="token",outcome="2xx",upstream="default"}`, 1},
+		{`authgate_upstream_request_duration_seconds_count{endpoint="jwks",outcome="2xx",upstream="default"}`, 1},
+		{`authgate_upstream_request_duration_seconds_count{endpoint="discovery",outcome="2xx",upstream="default"}`, 1},
 		{`authgate_session_store_duration_seconds_count{op="set"}`, 1},
 		{`authgate_session_store_duration_seconds_count{op="take"}`, 1},
 	} {

@@ -148,7 +148,7 @@ func TestServeMetricsListener(t *testing.T) {
 	for _, want := range []string{
 		`authgate_http_requests_total{code="4xx",grant="authorization_code",route="0"} 1`,
 		`authgate_build_info{goversion="go`,
-		`authgate_upstream_request_duration_seconds_count{endpoint="discovery",outcome="2xx"}`,
+		`authgate_upstream_request_duration_seconds_count{endpoint="discovery",outcome="2xx",upstream="default"}`,
 		`authgate_session_store_duration_seconds_count{op="ping"}`,
 	} {
 		if code != 200 || !strings.Contains(body, want) {

@@ -67,14 +67,14 @@ func buildState(cfg *fileConfig, store session.Store, m *metrics.Metrics, log *s
 	// Upstreams of one server share its metadata and keys.
 	shared := &upstream.Shared{}
 	ulog := log.With("component", "upstream")
-	up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: ulog.With("upstream", proxy.DefaultUpstream), Shared: shared, Observer: m})
+	up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: ulog.With("upstream", proxy.DefaultUpstream), Shared: shared, Observer: m.Upstream(proxy.DefaultUpstream)})
 	if err != nil {
 		return fail(&configError{[]error{fmt.Errorf("upstream: %w", err)}})
 	}
 	ups := map[string]*upstream.Client{proxy.DefaultUpstream: up}
 	named := make(map[string]*upstream.Client, len(cfg.Upstreams))
 	for name, ucfg := range cfg.Upstreams {
-		c, err := upstream.New(ucfg, upstream.Deps{Logger: ulog.With("upstream", name), Shared: shared, Observer: m})
+		c, err := upstream.New(ucfg, upstream.Deps{Logger: ulog.With("upstream", name), Shared: shared, Observer: m.Upstream(name)})
 		if err != nil {
 			return fail(&configError{[]error{fmt.Errorf("upstreams.%s: %w", name, err)}})
 		}
