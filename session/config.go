@@ -4,11 +4,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/authgate/authgate/upstream"
 )
@@ -74,18 +71,6 @@ type CacheConfig struct {
 	// decoded fields and the record, for the compare-and-swap), about
 	// 6 KiB with typical JWTs. Default 1000.
 	MaxEntries int `yaml:"max_entries"`
-}
-
-// RedisConfig locates the Redis server.
-type RedisConfig struct {
-	// URL is a redis://, rediss:// (TLS) or unix:// URL, for example
-	// "redis://:password@127.0.0.1:6379/0"; required when the store is redis.
-	URL string `yaml:"url"`
-	// KeyPrefix is prepended to every key the gateway writes. Default
-	// "authgate:".
-	KeyPrefix string `yaml:"key_prefix"`
-	// Timeout bounds each dial, read and write. Default 2s.
-	Timeout time.Duration `yaml:"timeout"`
 }
 
 // CookieConfig configures the cookies the gateway sets.
@@ -187,44 +172,6 @@ func (c *Config) validateDurations() []error {
 		errs = append(errs, fmt.Errorf("cache.max_entries: must be between 1 and 1000000, got %d", c.Cache.MaxEntries))
 	}
 	return errs
-}
-
-// validate checks the Redis settings of a redis store.
-func (r *RedisConfig) validate() []error {
-	var errs []error
-	if r.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("redis.timeout: must not be negative, got %s", r.Timeout))
-	}
-	if r.URL == "" {
-		return append(errs, errors.New("redis.url: required when store is \"redis\" (for example redis://127.0.0.1:6379/0)"))
-	}
-	if _, err := parseRedisURL(r.URL); err != nil {
-		errs = append(errs, fmt.Errorf("redis.url: %w", err))
-	}
-	return errs
-}
-
-// parseRedisURL parses a Redis URL. Its errors never quote the URL, which may
-// carry a password.
-func parseRedisURL(raw string) (*redis.Options, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, errors.New("not a valid URL")
-	}
-	switch u.Scheme {
-	case "redis", "rediss", "unix":
-	default:
-		return nil, fmt.Errorf("scheme must be redis, rediss or unix, got %q", u.Scheme)
-	}
-	opts, err := redis.ParseURL(raw)
-	if err != nil {
-		msg := err.Error()
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "[redacted]")
-		}
-		return nil, errors.New(msg)
-	}
-	return opts, nil
 }
 
 // validate checks the cookie settings.

@@ -2,8 +2,17 @@ package session
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +32,11 @@ func TestConfigValidate(t *testing.T) {
 	short := base64.StdEncoding.EncodeToString(raw[:16])
 	pattern := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("ab"), 20))
 	const notB64 = "this is not base64 at all!!! but it is long enough"
+	caFile := writeCAFile(t)
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("hunter2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name    string
@@ -56,6 +70,63 @@ func TestConfigValidate(t *testing.T) {
 			[]string{`redis.url: redis: invalid database number`}},
 		{"redis unparsable", func(c *Config) { c.Store = "redis"; c.Redis.URL = "redis://:hunter2@host:port:x/\x7f" },
 			[]string{`redis.url: not a valid URL`}},
+		{"valid sentinel", func(c *Config) {
+			c.Store = "redis"
+			c.Redis.Sentinel = &SentinelConfig{MasterName: "mymaster", Addrs: []string{"10.0.0.1:26379", "[::1]:26379"},
+				Username: "authgate", Password: "hunter2", SentinelPassword: "hunter2"}
+		}, nil},
+		{"valid cluster with TLS", func(c *Config) {
+			c.Store = "redis"
+			c.Redis.Cluster = &ClusterConfig{Addrs: []string{"redis-0.redis:6379"}, Username: "authgate", Password: "hunter2"}
+			c.Redis.TLS = RedisTLSConfig{Enabled: true, CAFile: caFile}
+		}, nil},
+		{"valid rediss with a CA", func(c *Config) { c.Store = "redis"; c.Redis.URL = "rediss://h:6380"; c.Redis.TLS.CAFile = caFile }, nil},
+		{"memory store ignores redis", func(c *Config) { c.Redis.URL = "redis://h"; c.Redis.Cluster = &ClusterConfig{} }, nil},
+		{"url and cluster", func(c *Config) {
+			c.Store = "redis"
+			c.Redis.URL = "redis://h"
+			c.Redis.Cluster = &ClusterConfig{Addrs: []string{"h:6379"}}
+		}, []string{"redis.cluster: set together with url: give exactly one of url, sentinel and cluster"}},
+		{"all three", func(c *Config) {
+			c.Store = "redis"
+			c.Redis.URL = "redis://h"
+			c.Redis.Sentinel = &SentinelConfig{MasterName: "m", Addrs: []string{"h:26379"}}
+			c.Redis.Cluster = &ClusterConfig{Addrs: []string{"h:6379"}}
+		}, []string{"redis.sentinel: set together with url", "redis.cluster: set together with url"}},
+		{"empty sentinel", func(c *Config) { c.Store = "redis"; c.Redis.Sentinel = &SentinelConfig{} },
+			[]string{"redis.sentinel.master_name: required", "redis.sentinel.addrs: at least one host:port"}},
+		{"bad sentinel addrs", func(c *Config) {
+			c.Store = "redis"
+			c.Redis.Sentinel = &SentinelConfig{MasterName: "m", Addrs: []string{"h:26379", "10.0.0.2", ":26379", "h:0", "h:x", "h:26379"}}
+		}, []string{`redis.sentinel.addrs[1]: "10.0.0.2" is not a host:port`, `redis.sentinel.addrs[2]: ":26379" is not a host:port`,
+			`redis.sentinel.addrs[3]: "h:0" is not a host:port`, `redis.sentinel.addrs[4]: "h:x" is not a host:port`,
+			`redis.sentinel.addrs[5]: "h:26379" is listed twice (also at [0])`}},
+		{"ACL users without passwords", func(c *Config) {
+			c.Store = "redis"
+			c.Redis.Sentinel = &SentinelConfig{MasterName: "m", Addrs: []string{"h:26379"}, Username: "u", SentinelUsername: "s"}
+		}, []string{"redis.sentinel.username: set without sentinel.password", "redis.sentinel.sentinel_username: set without sentinel.sentinel_password"}},
+		{"empty cluster", func(c *Config) { c.Store = "redis"; c.Redis.Cluster = &ClusterConfig{Username: "u"} },
+			[]string{"redis.cluster.addrs: at least one host:port", "redis.cluster.username: set without cluster.password"}},
+		{"cluster key prefix with a hash tag", func(c *Config) {
+			c.Store = "redis"
+			c.Redis.Cluster = &ClusterConfig{Addrs: []string{"h:6379"}}
+			c.Redis.KeyPrefix = "{authgate}:"
+		}, []string{"redis.key_prefix: must not contain { or } with cluster"}},
+		{"tls.enabled with url", func(c *Config) { c.Store = "redis"; c.Redis.URL = "redis://h"; c.Redis.TLS.Enabled = true },
+			[]string{"redis.tls.enabled: with url, TLS is chosen by the scheme: use a rediss:// url"}},
+		{"ca_file without TLS", func(c *Config) {
+			c.Store = "redis"
+			c.Redis.Cluster = &ClusterConfig{Addrs: []string{"h:6379"}}
+			c.Redis.TLS.CAFile = caFile
+		}, []string{"redis.tls.ca_file: set, but TLS is off"}},
+		{"ca_file missing", func(c *Config) {
+			c.Store = "redis"
+			c.Redis.URL = "rediss://h"
+			c.Redis.TLS.CAFile = "/nonexistent/ca.pem"
+		},
+			[]string{"redis.tls.ca_file: cannot read it: open /nonexistent/ca.pem"}},
+		{"ca_file not PEM", func(c *Config) { c.Store = "redis"; c.Redis.URL = "rediss://h"; c.Redis.TLS.CAFile = notPEM },
+			[]string{"redis.tls.ca_file: " + notPEM + " holds no PEM certificate"}},
 		{"bad cookie name", func(c *Config) { c.Cookie.Name = "my cookie;" },
 			[]string{`cookie.name: "my cookie;" is not a valid cookie name`}},
 		{"too short timeouts", func(c *Config) { c.IdleTimeout = -time.Minute; c.RefreshLockTimeout = time.Millisecond },
@@ -178,4 +249,25 @@ func TestConfigPrintsNoSecret(t *testing.T) {
 			t.Fatalf("printed config: got %s, want secrets redacted", out)
 		}
 	}
+}
+
+// writeCAFile writes a self-signed CA certificate as PEM and returns its
+// path.
+func writeCAFile(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

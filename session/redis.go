@@ -33,24 +33,29 @@ return 0
 
 // RedisStore is a Store in Redis (single node, Sentinel or Cluster through
 // redis.UniversalClient), shared by every replica of the gateway. Every
-// command touches one key, so it works on Cluster unchanged.
+// command and script touches one key, so it works on Cluster unchanged:
+// no hash tags (see seal.go). Its invalidations use plain PUBLISH and
+// SUBSCRIBE, which a cluster relays to every node, so subscribers may sit
+// on any node (go-redis picks the master of the channel's slot).
 type RedisStore struct {
-	c      redis.UniversalClient
-	prefix string
+	c       redis.UniversalClient
+	cluster *redis.ClusterClient // c, when it is one
+	prefix  string
 }
 
 // NewRedisStore returns a Store that keeps its records in c, each key
 // prefixed with keyPrefix (for example "authgate:"). The caller owns c and
 // closes it.
 func NewRedisStore(c redis.UniversalClient, keyPrefix string) *RedisStore {
-	return &RedisStore{c: c, prefix: keyPrefix}
+	cluster, _ := c.(*redis.ClusterClient)
+	return &RedisStore{c: c, cluster: cluster, prefix: keyPrefix}
 }
 
 // Get implements Store.
 func (r *RedisStore) Get(ctx context.Context, key string) ([]byte, error) {
 	b, err := r.c.Get(ctx, r.prefix+key).Bytes()
 	if err != nil {
-		return nil, redisErr(err)
+		return nil, r.err(err)
 	}
 	return b, nil
 }
@@ -60,7 +65,7 @@ func (r *RedisStore) Set(ctx context.Context, key string, value []byte, ttl time
 	if ttl <= 0 {
 		return errTTL
 	}
-	return redisErr(r.c.Set(ctx, r.prefix+key, value, ttl).Err())
+	return r.err(r.c.Set(ctx, r.prefix+key, value, ttl).Err())
 }
 
 // CompareAndSwap implements Store with a Lua script (EVALSHA, falling back to
@@ -71,7 +76,7 @@ func (r *RedisStore) CompareAndSwap(ctx context.Context, key string, old, new []
 	}
 	n, err := casScript.Run(ctx, r.c, []string{r.prefix + key}, old, new, millis(ttl)).Int()
 	if err != nil {
-		return false, redisErr(err)
+		return false, r.err(err)
 	}
 	return n == 1, nil
 }
@@ -80,14 +85,14 @@ func (r *RedisStore) CompareAndSwap(ctx context.Context, key string, old, new []
 func (r *RedisStore) Take(ctx context.Context, key string) ([]byte, error) {
 	b, err := r.c.GetDel(ctx, r.prefix+key).Bytes()
 	if err != nil {
-		return nil, redisErr(err)
+		return nil, r.err(err)
 	}
 	return b, nil
 }
 
 // Delete implements Store.
 func (r *RedisStore) Delete(ctx context.Context, key string) error {
-	return redisErr(r.c.Del(ctx, r.prefix+key).Err())
+	return r.err(r.c.Del(ctx, r.prefix+key).Err())
 }
 
 // Lock implements Store with SET NX PX and a random token; unlock is a Lua
@@ -102,13 +107,13 @@ func (r *RedisStore) Lock(ctx context.Context, key string, ttl time.Duration) (f
 	k := r.prefix + key
 	ok, err := r.c.SetNX(ctx, k, token, ttl).Result()
 	if err != nil {
-		return nil, redisErr(err)
+		return nil, r.err(err)
 	}
 	if !ok {
 		return nil, ErrLocked
 	}
 	return func(ctx context.Context) error {
-		return redisErr(unlockScript.Run(ctx, r.c, []string{k}, token).Err())
+		return r.err(unlockScript.Run(ctx, r.c, []string{k}, token).Err())
 	}, nil
 }
 
@@ -132,17 +137,17 @@ func (r *RedisStore) Incr(ctx context.Context, key string, window time.Duration)
 	if window <= 0 {
 		return 0, 0, errTTL
 	}
-	return counterResult(incrScript.Run(ctx, r.c, []string{r.prefix + key}, millis(window)).Int64Slice())
+	return r.counterResult(incrScript.Run(ctx, r.c, []string{r.prefix + key}, millis(window)).Int64Slice())
 }
 
 // Count implements Store.
 func (r *RedisStore) Count(ctx context.Context, key string) (int64, time.Duration, error) {
-	return counterResult(countScript.Run(ctx, r.c, []string{r.prefix + key}).Int64Slice())
+	return r.counterResult(countScript.Run(ctx, r.c, []string{r.prefix + key}).Int64Slice())
 }
 
-func counterResult(v []int64, err error) (int64, time.Duration, error) {
+func (r *RedisStore) counterResult(v []int64, err error) (int64, time.Duration, error) {
 	if err != nil {
-		return 0, 0, redisErr(err)
+		return 0, 0, r.err(err)
 	}
 	if len(v) != 2 {
 		return 0, 0, fmt.Errorf("%w: unexpected counter reply", ErrUnavailable)
@@ -150,22 +155,45 @@ func counterResult(v []int64, err error) (int64, time.Duration, error) {
 	return v[0], time.Duration(max(v[1], 0)) * time.Millisecond, nil
 }
 
-// Ping implements Store.
+// Ping implements Store. A cluster answers when every master does: a
+// PING alone goes to one node of go-redis's choosing, round robin, so
+// /readyz would flap with a master down.
 func (r *RedisStore) Ping(ctx context.Context) error {
-	return redisErr(r.c.Ping(ctx).Err())
+	if r.cluster != nil {
+		return r.err(r.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			return c.Ping(ctx).Err()
+		}))
+	}
+	return r.err(r.c.Ping(ctx).Err())
 }
 
-// redisErr maps redis.Nil to ErrNotFound and wraps every other failure in
+// err maps redis.Nil to ErrNotFound and wraps every other failure in
 // ErrUnavailable. The cause stays reachable with errors.Is (for example
 // context.Canceled); go-redis messages carry no keys or values.
-func redisErr(err error) error {
+//
+// On a cluster, a failure also has the slot map read again (in the
+// background, at most every 200 ms): go-redis does so by itself only on a
+// MOVED or ASK answer or once a minute, and a dead master sends neither,
+// so after a failover requests would keep going to the dead node for up
+// to a minute instead of to the promoted replica.
+func (r *RedisStore) err(err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, redis.Nil):
 		return ErrNotFound
 	default:
+		if !errors.Is(err, context.Canceled) {
+			r.reloadSlots()
+		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+}
+
+// reloadSlots has a cluster client read the slot map again (see err).
+func (r *RedisStore) reloadSlots() {
+	if r.cluster != nil {
+		r.cluster.ReloadState(context.Background())
 	}
 }
 
@@ -181,7 +209,7 @@ const invalidationChannel = "invalidate"
 
 // PublishInvalidation implements Broadcaster.
 func (r *RedisStore) PublishInvalidation(ctx context.Context, key string) error {
-	return redisErr(r.c.Publish(ctx, r.prefix+invalidationChannel, key).Err())
+	return r.err(r.c.Publish(ctx, r.prefix+invalidationChannel, key).Err())
 }
 
 // subscriptionCheck is how long a quiet subscription waits before it pings
@@ -210,6 +238,7 @@ func (r *RedisStore) Invalidations(ctx context.Context, onKey func(string), onSt
 		stop()
 		_ = ps.Close()
 		state(false)
+		r.reloadSlots() // the channel's node may have failed over
 		_ = sleep(ctx, jitter(100*time.Millisecond))
 	}
 }

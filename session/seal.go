@@ -14,6 +14,15 @@ import (
 const sealVersion byte = 1
 
 // Storage key prefixes: a session, its refresh lock, a pending login.
+//
+// Cluster safety: every key is a prefix and base64url of a hash (no "{",
+// so no hash tag), and no operation touches two keys: a session and its
+// lock are separate commands (SET NX and a compare-and-delete on the
+// lock; a compare-and-swap script on the session, KEYS[1] alone), as
+// are the token caches' entries and locks (tokencache.go) and the
+// throttle's counters (throttle.go). Keys spread over every slot of a
+// Redis Cluster, none needs to share one, and so none carries a hash tag.
+// The pub/sub channel is not a key: a cluster broadcasts it to every node.
 const (
 	sessionPrefix = "s:"
 	lockPrefix    = "l:"

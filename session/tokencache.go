@@ -22,7 +22,9 @@ import (
 	"github.com/authgate/authgate/upstream"
 )
 
-// Storage key prefixes of the token caches.
+// Storage key prefixes of the token caches. An entry and its lock are
+// separate keys, never touched by one command (see seal.go on cluster
+// safety).
 const (
 	machinePrefix     = "m:"
 	machineLockPrefix = "ml:"
