@@ -90,6 +90,13 @@ func startGatewayAt(t testing.TB, addr, clientSecret string, body func(publicURL
 // in front of the gateway (its URL field stays the direct address).
 func startGatewayBehind(t testing.TB, addr, publicURL, clientSecret string, body func(publicURL string) string) *gateway {
 	t.Helper()
+	return startGatewayEnv(t, addr, publicURL, clientSecret, nil, body)
+}
+
+// startGatewayEnv is startGatewayBehind with more environment variables
+// (NAME=value) for the config's ${NAME} references.
+func startGatewayEnv(t testing.TB, addr, publicURL, clientSecret string, env []string, body func(publicURL string) string) *gateway {
+	t.Helper()
 	g := &gateway{URL: "http://" + addr, logs: &syncBuffer{}}
 	cfg := fmt.Sprintf("listen: %q\npublic_url: %q\nlog: {level: debug}\n", addr, publicURL) + body(publicURL)
 	path := filepath.Join(t.TempDir(), "authgate.yaml")
@@ -97,6 +104,7 @@ func startGatewayBehind(t testing.TB, addr, publicURL, clientSecret string, body
 		t.Fatal(err)
 	}
 	g.config, g.env = path, append(os.Environ(), "COOKIE_SECRET="+cookieSecret, "CLIENT_SECRET="+clientSecret)
+	g.env = append(g.env, env...)
 	cmd := exec.Command(authgateBin, "-config", path)
 	cmd.Env = g.env
 	g.cmd = cmd

@@ -98,6 +98,53 @@ func TestExampleConfigIsValid(t *testing.T) {
 	}
 }
 
+// TestExampleRedisModes keeps config.example.yaml's commented sentinel
+// and cluster forms honest: each, uncommented in place of url, validates,
+// its ${VAR} passwords expanded.
+func TestExampleRedisModes(t *testing.T) {
+	data, err := os.ReadFile("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"AUTHGATE_CLIENT_SECRET": "x", "AUTHGATE_COOKIE_SECRET": validSecret,
+		"AUTHGATE_REDIS_PASSWORD": "redis-pw", "AUTHGATE_SENTINEL_PASSWORD": "sentinel-pw"}
+	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	for _, form := range []string{"sentinel", "cluster"} {
+		t.Run(form, func(t *testing.T) {
+			var out []string
+			in := false
+			for line := range strings.SplitSeq(string(data), "\n") {
+				switch {
+				case line == "    # "+form+":":
+					in = true
+					line = "    " + form + ":"
+				case in && strings.HasPrefix(line, "    #   "):
+					line = "      " + strings.TrimPrefix(line, "    #   ")
+				case strings.HasPrefix(line, "    url: "):
+					continue
+				default:
+					in = false
+				}
+				out = append(out, line)
+			}
+			cfg, err := parseConfig([]byte(strings.Join(out, "\n")), lookup)
+			if err != nil {
+				t.Fatalf("config.example.yaml with %s does not validate:\n%v", form, err)
+			}
+			r := cfg.Session.Redis
+			switch {
+			case r.URL != "":
+				t.Errorf("url still set: %q", r.URL)
+			case form == "sentinel" && (r.Sentinel == nil || r.Sentinel.MasterName == "" || len(r.Sentinel.Addrs) != 3 ||
+				r.Sentinel.Password.Reveal() != "redis-pw" || r.Sentinel.SentinelPassword.Reveal() != "sentinel-pw"):
+				t.Errorf("sentinel parsed as %+v", r.Sentinel)
+			case form == "cluster" && (r.Cluster == nil || len(r.Cluster.Addrs) != 3 || r.Cluster.Password.Reveal() != "redis-pw"):
+				t.Errorf("cluster parsed as %+v", r.Cluster)
+			}
+		})
+	}
+}
+
 // TestBrokenConfigs: each broken file exits 2 before listening, naming the
 // key path and the problem, and never printing a secret.
 func TestBrokenConfigs(t *testing.T) {
@@ -136,6 +183,11 @@ func TestBrokenConfigs(t *testing.T) {
 		{"http issuer", replace(`"https://idp.example.com"`, `"http://idp.example.com"`), []string{"upstream.issuer: plain http"}},
 		{"bad store", replace("session:\n", "session:\n  store: mongo\n"), []string{"session.store:"}},
 		{"redis without url", replace("session:\n", "session:\n  store: redis\n"), []string{"session.redis.url:"}},
+		{"sentinel without addrs", replace("session:\n", "session:\n  store: redis\n  redis: {sentinel: {master_name: m}}\n"), []string{"session.redis.sentinel.addrs: at least one host:port"}},
+		{"url and cluster", replace("session:\n", "session:\n  store: redis\n  redis: {url: \"redis://h\", cluster: {addrs: [\"h:6379\"]}}\n"), []string{"session.redis.cluster: set together with url"}},
+		{"cluster addr not host:port", replace("session:\n", "session:\n  store: redis\n  redis: {cluster: {addrs: [redis-0]}}\n"), []string{`session.redis.cluster.addrs[0]: "redis-0" is not a host:port`}},
+		{"unknown sentinel key", replace("session:\n", "session:\n  store: redis\n  redis: {sentinel: {master_nam: m, addrs: [\"h:1\"]}}\n"), []string{"session.redis.sentinel.master_nam: unknown key", `did you mean "master_name"`}},
+		{"unset sentinel password var", replace("session:\n", "session:\n  store: redis\n  redis: {sentinel: {master_name: m, addrs: [\"h:1\"], sentinel_password: \"${NOT_SET_ANYWHERE}\"}}\n"), []string{"session.redis.sentinel.sentinel_password: environment variable NOT_SET_ANYWHERE is not set"}},
 		{"bad trusted proxy", validConfig + "trusted_proxies: [10.0.0.0/8, example.com]\n", []string{"trusted_proxies[1]:", "CIDR"}},
 		{"bad login limit", validConfig + "limits:\n  logins_per_minute: -5\n", []string{"limits.logins_per_minute: must be positive"}},
 		{"bad log level", validConfig + "log:\n  level: loud\n", []string{"log.level: must be"}},
