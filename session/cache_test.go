@@ -7,16 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/authgate/authgate/upstream"
 )
-
-// broadcastingCounter counts the Gets that reach a shared store and keeps
-// its Broadcaster.
-type broadcastingCounter struct {
-	*countingStore
-	Broadcaster
-}
 
 // TestCacheSparesTheStore: a session read a moment ago costs no store
 // read; another ticket with the same id and a wrong key never gets it.
@@ -83,27 +74,6 @@ func TestCacheIdleTimeout(t *testing.T) {
 	}
 }
 
-// twoReplicas are two Managers sharing one Redis, as two gateways do.
-func twoReplicas(t *testing.T) (a, b *Manager, bStore *broadcastingCounter, kill func()) {
-	t.Helper()
-	rs, rsrv := redisStore(t)
-	cfg := testConfig(t)
-	cfg.Cache.TTL = time.Minute // only invalidations may end a copy
-	a = newManager(t, cfg, rs, nil)
-	t.Cleanup(a.Close)
-	bStore = &broadcastingCounter{countingStore: &countingStore{Store: rs}, Broadcaster: rs}
-	b = newManager(t, cfg, bStore, nil)
-	t.Cleanup(b.Close)
-	waitUp(t, a)
-	waitUp(t, b)
-	killer := rsrv.Client(t)
-	return a, b, bStore, func() {
-		if err := killer.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func waitUp(t *testing.T, m *Manager) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -129,87 +99,9 @@ func within(d time.Duration, f func() bool) bool {
 	}
 }
 
-// TestCacheCoherentAcrossReplicas: a sign-out on A stops the session on B
-// within 1 s; a refresh on A reaches B; both while B serves from cache.
-func TestCacheCoherentAcrossReplicas(t *testing.T) {
-	a, b, bStore, _ := twoReplicas(t)
-	ctx := context.Background()
-	tk, _ := a.Create(ctx, testSession())
-	if _, _, err := b.Load(ctx, tk); err != nil {
-		t.Fatal(err)
-	}
-	b.Load(ctx, tk)
-	if n := bStore.gets.Load(); n != 1 {
-		t.Fatalf("B's store reads for two loads: %d, want 1 (the second from cache)", n)
-	}
-
-	// A refresh on A: B serves the new token.
-	fresh := upstream.Token{AccessToken: "CANARY-ACCESS-NEW", RefreshToken: "CANARY-REFRESH-NEW", Expiry: time.Now().Add(time.Hour)}
-	_, _, err := a.Refresh(ctx, tk, func(*Session) bool { return true }, func(context.Context, upstream.Token) (upstream.Token, error) { return fresh, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !within(time.Second, func() bool {
-		s, _, err := b.Load(ctx, tk)
-		return err == nil && s.Token.AccessToken == fresh.AccessToken
-	}) {
-		t.Error("B did not serve the token A refreshed within 1s")
-	}
-
-	// A sign-out on A: B refuses the cookie.
-	if err := a.Delete(ctx, tk); err != nil {
-		t.Fatal(err)
-	}
-	if !within(time.Second, func() bool { _, _, err := b.Load(ctx, tk); return errors.Is(err, ErrNotFound) }) {
-		t.Error("B still serves the session 1s after the sign-out on A")
-	}
-}
-
-// TestCacheBypassedWhileUnsubscribed: when B's subscription is killed, B
-// reads the store until it has subscribed again, so a sign-out published
-// in the gap is still honoured; then it caches again.
-func TestCacheBypassedWhileUnsubscribed(t *testing.T) {
-	a, b, bStore, kill := twoReplicas(t)
-	ctx := context.Background()
-	tk, _ := a.Create(ctx, testSession())
-	b.Load(ctx, tk)
-	// Keep killing the subscriptions while A signs out: its invalidation
-	// reaches (almost surely) no one.
-	stop := make(chan struct{})
-	killed := make(chan struct{})
-	go func() {
-		defer close(killed)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				kill()
-				time.Sleep(2 * time.Millisecond)
-			}
-		}
-	}()
-	if !within(2*time.Second, func() bool { return !b.cache.up.Load() }) {
-		t.Fatal("B did not notice its subscription was killed within 2s")
-	}
-	err := a.Delete(ctx, tk)
-	close(stop)
-	<-killed
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := b.Load(ctx, tk); !errors.Is(err, ErrNotFound) {
-		t.Errorf("B after a sign-out while its subscription was down: %v, want ErrNotFound", err)
-	}
-	waitUp(t, b)
-	tk2, _ := a.Create(ctx, testSession())
-	gets := bStore.gets.Load()
-	b.Load(ctx, tk2)
-	b.Load(ctx, tk2)
-	if n := bStore.gets.Load() - gets; n != 1 {
-		t.Errorf("B's store reads for two loads after resubscribing: %d, want 1", n)
-	}
-}
+// The coherence of two replicas' caches on Redis (a sign-out, a refresh,
+// a killed subscription, the node holding it dying) is tested on every
+// deployment at once: redismodes_test.go.
 
 // fakeBroadcaster is a shared store whose channel the test drives.
 type fakeBroadcaster struct {

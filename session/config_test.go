@@ -244,7 +244,10 @@ func TestOpenStore(t *testing.T) {
 
 func TestConfigPrintsNoSecret(t *testing.T) {
 	c := Config{Cookie: CookieConfig{Secret: "SECRET-CANARY", PreviousSecrets: []upstream.Secret{"OLD-CANARY"}}}
-	for _, out := range []string{fmt.Sprintf("%v %+v %#v", c, c, c), fmt.Sprint(c.Validate())} {
+	c.Store = "redis"
+	c.Redis.Sentinel = &SentinelConfig{Password: "REDIS-CANARY", SentinelPassword: "SENTINEL-CANARY"}
+	c.Redis.Cluster = &ClusterConfig{Password: "CLUSTER-CANARY"}
+	for _, out := range []string{fmt.Sprintf("%v %+v %#v", c, c, c), fmt.Sprintf("%+v %+v", *c.Redis.Sentinel, *c.Redis.Cluster), fmt.Sprint(c.Validate())} {
 		if strings.Contains(out, "CANARY") {
 			t.Fatalf("printed config: got %s, want secrets redacted", out)
 		}

@@ -260,9 +260,7 @@ func (c *Cluster) NodeFor(t testing.TB, key string) *Server {
 		if !n.Running() {
 			continue
 		}
-		cl := redis.NewClient(n.options(n.Addr))
-		slot, err := cl.ClusterKeySlot(ctx, key).Result()
-		_ = cl.Close()
+		slot, err := n.do(ctx, "CLUSTER", "KEYSLOT", key).Int64()
 		var slots []redis.ClusterSlot
 		if err == nil {
 			slots, err = n.slots(ctx)
@@ -303,13 +301,14 @@ func (s *Server) Running() bool {
 
 // info runs a command answering text (INFO, CLUSTER INFO) on s alone.
 func (s *Server) info(ctx context.Context, args ...any) (string, error) {
-	opts := s.options(s.Addr)
-	if s.isSentinel() {
-		opts.Password = s.cfg.SentinelPassword
-	}
-	cl := redis.NewClient(opts)
+	return s.do(ctx, args...).Text()
+}
+
+// do runs one command on s alone, within a second.
+func (s *Server) do(ctx context.Context, args ...any) *redis.Cmd {
+	cl := redis.NewClient(s.options(s.Addr))
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return cl.Do(ctx, args...).Text()
+	return cl.Do(ctx, args...)
 }

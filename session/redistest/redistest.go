@@ -254,6 +254,7 @@ func (s *Server) start() error {
 	cmd := exec.Command("redis-server", args...)
 	cmd.Stdout = out
 	cmd.Stderr = out
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
@@ -262,11 +263,7 @@ func (s *Server) start() error {
 		_ = cmd.Wait()
 		close(done)
 	}()
-	opts := s.options(addr)
-	if s.isSentinel() {
-		opts.Password = s.cfg.SentinelPassword
-	}
-	if err := waitPing(opts, done); err != nil {
+	if err := waitPing(s.options(addr), done); err != nil {
 		_ = cmd.Process.Kill()
 		<-done
 		return fmt.Errorf("redis-server on %s: %w; output:\n%s", addr, err, out.String())
@@ -283,16 +280,6 @@ func (s *Server) writeConf(text string) string {
 		s.t.Fatal(err)
 	}
 	return path
-}
-
-// isSentinel reports whether s runs in sentinel mode.
-func (s *Server) isSentinel() bool {
-	for _, a := range s.args {
-		if a == "--sentinel" {
-			return true
-		}
-	}
-	return false
 }
 
 // waitPing polls the server opts names with PING until it answers, the

@@ -144,9 +144,7 @@ func (s *Sentinel) waitReady(t testing.TB, master string) {
 
 // sentinelMaster returns SENTINEL MASTER name as a map.
 func (s *Server) sentinelMaster(ctx context.Context, name string) (map[string]string, error) {
-	opts := s.options(s.Addr)
-	opts.Password = s.cfg.SentinelPassword
-	cl := redis.NewSentinelClient(opts)
+	cl := redis.NewSentinelClient(s.options(s.Addr)) // a sentinel's cfg.Password is the sentinels' own
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
