@@ -19,8 +19,9 @@ const sealVersion byte = 1
 // so no hash tag), and no operation touches two keys: a session and its
 // lock are separate commands (SET NX and a compare-and-delete on the
 // lock; a compare-and-swap script on the session, KEYS[1] alone), as
-// are the token caches' entries and locks (tokencache.go) and the
-// throttle's counters (throttle.go). Keys spread over every slot of a
+// are the token caches' entries and locks (tokencache.go), the session
+// index's records and locks (index.go), the throttle's counters
+// (throttle.go) and the replay records (replay.go). Keys spread over every slot of a
 // Redis Cluster, none needs to share one, and so none carries a hash tag.
 // The pub/sub channel is not a key: a cluster broadcasts it to every node.
 const (
