@@ -133,18 +133,6 @@ func call(g *gateway, path string, c *http.Cookie) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// within polls f until it holds or d has passed.
-func within(d time.Duration, f func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
-}
-
 // testFleet runs the fleet's checks: a login on A serves B too; a refresh
 // race at expiry across both refreshes once; a sign-out on A is refused by
 // B within 1 s; a client-credentials token is fetched once for both.
@@ -206,7 +194,7 @@ func testFleet(t *testing.T, f *fleet) {
 			t.Fatalf("sign-out on A: %d, want 303", resp.StatusCode)
 		}
 		start := time.Now()
-		if !within(time.Second, func() bool { st, _ := call(f.b, "/api", c); return st == http.StatusUnauthorized }) {
+		if !eventually(time.Second, func() bool { st, _ := call(f.b, "/api", c); return st == http.StatusUnauthorized }) {
 			st, body := call(f.b, "/api", c)
 			t.Fatalf("B 1s after the sign-out on A: %d %q, want 401", st, body)
 		}
