@@ -113,8 +113,11 @@ func startGatewayEnv(t testing.TB, addr, publicURL, clientSecret string, env []s
 		if err != nil {
 			return false
 		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		// authgate's own answer: another test server that took the port
+		// (freeAddr's is free only until someone binds it) answers 200 too.
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(body), `"upstreams"`)
 	})
 	return g
 }

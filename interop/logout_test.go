@@ -79,8 +79,12 @@ func apiStatus(t *testing.T, g *gateway, b *browser) int {
 // A replayed logout token, another client's
 // logout token and an unsigned copy get 400 and end nothing.
 func TestOIDCProviderBackChannelLogout(t *testing.T) {
-	addrA, addrB := freeAddr(t), freeAddr(t)
+	// Every test server binds its port before the gateways' are picked:
+	// one bound later could take a port freeAddr found free.
 	rec := newLogoutRecorder(t)
+	app := newBackend(t)
+	rd := redistest.Start(t)
+	addrA, addrB := freeAddr(t), freeAddr(t)
 	rec.target = "http://" + addrA + "/oauth2/backchannel_logout"
 	client := oidcprovider.DefaultClient("http://"+addrA+"/oauth2/callback", "http://"+addrB+"/oauth2/callback")
 	client.Extra = map[string]any{"backchannel_logout_uri": rec.URL + "/authgate", "backchannel_logout_session_required": true}
@@ -92,7 +96,6 @@ func TestOIDCProviderBackChannelLogout(t *testing.T) {
 		Features:      map[string]any{"backchannelLogout": map[string]any{"enabled": true}},
 		LoopbackFetch: true,
 	})
-	rd := redistest.Start(t)
 	body := func(string) string {
 		return fmt.Sprintf(`upstream:
   issuer: %q
@@ -108,7 +111,7 @@ session:
 routes:
   - backend: %q
     grant: authorization_code
-`, op.URL, rd.URL, newBackend(t).URL)
+`, op.URL, rd.URL, app.URL)
 	}
 	a := startGatewayAt(t, addrA, "authgate-secret", body)
 	b := startGatewayAt(t, addrB, "authgate-secret", body)

@@ -45,6 +45,12 @@ func TestLogLineMatchesSlog(t *testing.T) {
 			} else {
 				want = " " + want
 			}
+			if js && ours != want && sameJSON(ours, want) {
+				// slog's own spelling changed between Go releases (1.27
+				// writes U+FFFD for invalid UTF-8 raw, 1.26 as \ufffd):
+				// the same value either way.
+				want = ours
+			}
 			if ours != want && !strings.Contains(v, "\x7f") {
 				t.Errorf("json=%v %q: got %s, slog writes %s", js, v, ours, want)
 			}
@@ -195,4 +201,14 @@ func BenchmarkNewRequestID(b *testing.B) {
 	for b.Loop() {
 		_ = newRequestID()
 	}
+}
+
+// sameJSON reports whether two ,"k":value fragments hold the same value.
+func sameJSON(a, b string) bool {
+	var ma, mb map[string]string
+	if json.Unmarshal([]byte("{"+strings.TrimPrefix(a, ",")+"}"), &ma) != nil ||
+		json.Unmarshal([]byte("{"+strings.TrimPrefix(b, ",")+"}"), &mb) != nil {
+		return false
+	}
+	return ma["k"] == mb["k"]
 }
