@@ -22,8 +22,9 @@
 //
 // Hooks let a test misbehave on purpose: sign ID tokens with another
 // algorithm, tamper with the authorization response, slow the token endpoint
-// down or take it down (SetTokenEndpointDown). Counters report what the
-// server was asked for.
+// down or take it down (SetTokenEndpointDown), make any endpoint slow,
+// reset its connections or answer garbage (SetFault). Counters report what
+// the server was asked for, and reused refresh tokens (RefreshTokenReuses).
 //
 //	srv := upstreamtest.NewServer(upstreamtest.Config{})
 //	defer srv.Close()

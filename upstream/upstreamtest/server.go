@@ -118,7 +118,10 @@ type Server struct {
 	usedAssertions map[string]time.Time    // client id and jti of client assertions, until their exp
 	accessTTL      time.Duration
 	tokenDelay     time.Duration
-	tokenDown      int // status of every /token answer; 0: normal
+	tokenDown      int              // status of every /token answer; 0: normal
+	faults         map[string]Fault // by endpoint name (SetFault)
+	usedRefresh    map[string]bool  // refresh tokens already redeemed
+	refreshReuses  int
 	idTokenSigner  func(jwt.MapClaims) (string, error)
 	authorizeHook  func(url.Values)
 	silentError    string
@@ -155,6 +158,8 @@ func NewServer(cfg Config) *Server {
 		accessTTL:            cfg.AccessTokenTTL,
 		endpointCounts:       make(map[string]int),
 		grantCounts:          make(map[string]int),
+		faults:               make(map[string]Fault),
+		usedRefresh:          make(map[string]bool),
 	}
 	if len(s.clients) == 0 {
 		s.clients = []Client{{ID: "authgate", Secret: "authgate-secret"}}
@@ -328,6 +333,16 @@ func (s *Server) GrantCount(grantType string) int {
 	return s.grantCounts[grantType]
 }
 
+// RefreshTokenReuses returns how many token requests presented a refresh
+// token that had already been redeemed (rotation makes each single use,
+// RFC 9700 §4.14.2): a client that lost a race or forgot a rotated token.
+// Each is refused with invalid_grant.
+func (s *Server) RefreshTokenReuses() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refreshReuses
+}
+
 // TotalRequests returns how many requests the server has received, on any
 // path, including unknown ones.
 func (s *Server) TotalRequests() int {
@@ -371,6 +386,9 @@ func (s *Server) endpoint(name string, methods []string, h http.HandlerFunc) htt
 		s.mu.Lock()
 		s.endpointCounts[name]++
 		s.mu.Unlock()
+		if name != "token" && s.injectFault(name, w, r) {
+			return // the token endpoint counts its grant first
+		}
 		for _, m := range methods {
 			if r.Method == m || (r.Method == http.MethodHead && m == http.MethodGet) {
 				h(w, r)

@@ -41,6 +41,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.grantCounts[grantType]++
 	delay, down := s.tokenDelay, s.tokenDown
 	s.mu.Unlock()
+	if s.injectFault("token", w, r) {
+		return
+	}
 	if down != 0 {
 		writeOAuthError(w, down, "temporarily_unavailable", "the token endpoint is down (SetTokenEndpointDown)")
 		return
@@ -177,6 +180,9 @@ func (s *Server) refresh(client Client, form url.Values) (tokenResponse, *tokenE
 	}
 	s.mu.Lock()
 	g := s.refreshTokens[rt]
+	if g == nil && s.usedRefresh[rt] {
+		s.refreshReuses++
+	}
 	if g == nil || g.revoked || g.clientID != client.ID {
 		s.mu.Unlock()
 		return tokenResponse{}, badRequest("invalid_grant", "refresh token is invalid, revoked or already used")
@@ -194,6 +200,7 @@ func (s *Server) refresh(client Client, form url.Values) (tokenResponse, *tokenE
 		scope = requested
 	}
 	delete(s.refreshTokens, rt)
+	s.usedRefresh[rt] = true
 	s.mu.Unlock()
 	// OpenID Connect Core §12.2: a refreshed ID token carries no nonce.
 	return s.issue(g, scope, "")

@@ -184,6 +184,10 @@ func TestRefreshRotation(t *testing.T) {
 	if got := srv.GrantCount("authorization_code"); got != 1 {
 		t.Errorf("GrantCount(authorization_code): got %d, want 1", got)
 	}
+	// Only the rotated token was a reuse: not the unknown or missing one.
+	if got := srv.RefreshTokenReuses(); got != 1 {
+		t.Errorf("RefreshTokenReuses: got %d, want 1", got)
+	}
 }
 
 // TestConcurrentRefresh pins that of many parallel refreshes with one token
