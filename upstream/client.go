@@ -19,7 +19,8 @@ import (
 // Sentinel errors; test with errors.Is.
 var (
 	// ErrUnavailable wraps failures to reach the authorization server:
-	// network errors, timeouts and 5xx answers.
+	// network errors, timeouts, 5xx answers, and answers that are none of
+	// its protocol (an HTML page, broken JSON, a redirect: see malformed).
 	ErrUnavailable = errors.New("authorization server unavailable")
 	// ErrInvalidIDToken wraps every reason to refuse an ID token.
 	ErrInvalidIDToken = errors.New("invalid ID token")
@@ -135,7 +136,9 @@ func (c *Client) get(ctx context.Context, endpoint, url, accept string, bearer S
 	}
 	if status != http.StatusOK {
 		err := fmt.Errorf("GET %s: status %d", redactURL(url), status)
-		if status >= 500 {
+		// A redirect (never followed) is as broken as a 5xx; a 4xx is a
+		// no, and discovery's 404 sends it to the RFC 8414 path.
+		if status >= 500 || status >= 300 && status < 400 {
 			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return nil, err
@@ -160,6 +163,26 @@ func (c *Client) do(endpoint string, req *http.Request) (status int, body []byte
 		return 0, nil, err
 	}
 	return resp.StatusCode, body, nil
+}
+
+// malformed is the error for an answer that is none of the protocol's: an
+// HTML page or broken JSON where JSON belongs, a redirect (which the
+// client never follows). The server is broken or misrouted, it did not
+// refuse: ErrUnavailable, so the user sees 502 (not 500, not a failed
+// login) and a refresh keeps the session for a retry.
+func malformed(what string) error {
+	return fmt.Errorf("%w: %s", ErrUnavailable, what)
+}
+
+// protocolStatus reports whether an error answer of the token or
+// introspection endpoint may be an OAuth error answer (RFC 6749 §5.2): a
+// 4xx with an error code, or a bare 400 or 401. Anything else (a 3xx, an
+// HTML 404 from a load balancer) is malformed.
+func protocolStatus(status int, code string) bool {
+	if status == http.StatusBadRequest || status == http.StatusUnauthorized {
+		return true
+	}
+	return status >= 400 && status < 500 && code != ""
 }
 
 // readLimited reads r up to maxBody bytes; a longer body is an error rather

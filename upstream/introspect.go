@@ -41,14 +41,14 @@ func (c *Client) Introspect(ctx context.Context, token Secret, audience string) 
 		if json.Unmarshal(body, &e) == nil {
 			te.Code = c.redact(e.Error, form, 60)
 		}
-		if status >= 500 {
+		if !protocolStatus(status, te.Code) {
 			return nil, fmt.Errorf("%w: introspection: %w", ErrUnavailable, te)
 		}
 		return nil, fmt.Errorf("introspection: %w", te)
 	}
 	claims := map[string]any{}
 	if err := json.Unmarshal(body, &claims); err != nil {
-		return nil, errors.New("introspection: answer is not a JSON object")
+		return nil, malformed("introspection: answer is not a JSON object")
 	}
 	if active, _ := claims["active"].(bool); !active {
 		return nil, fmt.Errorf("%w: inactive", ErrInvalidToken)

@@ -104,17 +104,17 @@ func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
 			te.Code = c.redact(e.Error, form, 60)
 			te.Description = c.redact(e.Description, form, 200)
 		}
-		if status >= 500 {
+		if !protocolStatus(status, te.Code) {
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, te)
 		}
 		return nil, te
 	}
 	var tr tokenResponse
 	if err := json.Unmarshal(body, &tr); err != nil {
-		return nil, fmt.Errorf("token endpoint: invalid JSON answer")
+		return nil, malformed("token endpoint: invalid JSON answer")
 	}
 	if tr.AccessToken == "" {
-		return nil, fmt.Errorf("token endpoint: answer has no access_token")
+		return nil, malformed("token endpoint: answer has no access_token")
 	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
 		return nil, fmt.Errorf("token endpoint: unsupported token_type %q", c.redact(tr.TokenType, form, 20))

@@ -416,3 +416,67 @@ func TestTokenEndpointEchoRedactionBounded(t *testing.T) {
 		t.Errorf("error %q holds part of the refresh token", err)
 	}
 }
+
+// TestMalformedAnswersAreUnavailable is the regression test of a bug the
+// reliability suite found (issue 22): a token, introspection or userinfo
+// endpoint answering an HTML page or broken JSON with 200, or a redirect,
+// was a plain error, so the gateway answered 500 "internal error" (refresh,
+// password sign-in, introspection) or 400 "sign-in failed" (code
+// exchange, implicit) instead of 502, for a server that is broken rather
+// than refusing. Each must wrap ErrUnavailable and be no refusal.
+func TestMalformedAnswersAreUnavailable(t *testing.T) {
+	html := func(status int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(status)
+			w.Write([]byte("<html><body>Maintenance</body></html>"))
+		}
+	}
+	redirect := func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://127.0.0.1:1/sso", http.StatusFound)
+	}
+	for _, tc := range []struct {
+		name string
+		h    http.HandlerFunc
+	}{
+		{"garbage JSON with 200", reply(200, `{"access_token": "tr`)},
+		{"JSON without access_token", reply(200, `{"token_type":"Bearer"}`)},
+		{"HTML with 200", html(200)},
+		{"HTML 404 from a load balancer", html(404)},
+		{"redirect", redirect},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _, _ := tokenClient(t, upstream.ClientSecretBasic, tc.h)
+			_, err := c.Refresh(ctx(t), upstream.Token{RefreshToken: refreshCanary})
+			if !errors.Is(err, upstream.ErrUnavailable) || upstream.IsRefused(err) {
+				t.Errorf("Refresh: got %v, want ErrUnavailable and no refusal", err)
+			}
+			_, err = c.ClientCredentials(ctx(t), upstream.ClientCredentialsRequest{})
+			if !errors.Is(err, upstream.ErrUnavailable) || upstream.IsRefused(err) {
+				t.Errorf("ClientCredentials: got %v, want ErrUnavailable and no refusal", err)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		h    http.HandlerFunc
+	}{
+		{"HTML with 200", html(200)},
+		{"redirect", redirect},
+	} {
+		t.Run("introspection and userinfo: "+tc.name, func(t *testing.T) {
+			f := newFake(t, tc.h)
+			c := newClient(t, upstream.Config{
+				ClientID: clientID, ClientSecret: secretCanary, Scopes: []string{"profile"},
+				AuthorizationEndpoint: f.URL + "/authorize", TokenEndpoint: f.URL + "/token",
+				IntrospectionEndpoint: f.URL + "/introspect", UserinfoEndpoint: f.URL + "/userinfo", Timeout: time.Second,
+			}, upstream.Deps{})
+			if _, err := c.Introspect(ctx(t), "opaque-token", ""); !errors.Is(err, upstream.ErrUnavailable) {
+				t.Errorf("Introspect: got %v, want ErrUnavailable", err)
+			}
+			if _, err := c.Userinfo(ctx(t), "opaque-token"); !errors.Is(err, upstream.ErrUnavailable) {
+				t.Errorf("Userinfo: got %v, want ErrUnavailable", err)
+			}
+		})
+	}
+}

@@ -23,7 +23,7 @@ func (c *Client) Userinfo(ctx context.Context, accessToken Secret) (*Identity, e
 	}
 	claims := map[string]any{}
 	if err := json.Unmarshal(body, &claims); err != nil {
-		return nil, errors.New("userinfo: answer is not a JSON object (signed userinfo is not supported)")
+		return nil, malformed("userinfo: answer is not a JSON object (signed userinfo is not supported)")
 	}
 	id := c.identityFrom(claims)
 	if id.Subject == "" {
