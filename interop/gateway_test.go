@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "interop: building authgate:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := report.Write(m.Run())
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

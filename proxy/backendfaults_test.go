@@ -171,6 +171,6 @@ func TestReliabilityBackendFaults(t *testing.T) {
 			tbl.Row(c.name, fault.name, r.resp.StatusCode, r.took, r.cookieTouched, fmt.Sprintf("%d as %q", resp.StatusCode, c.want))
 		}
 	}
-	n := leakCheck(t, base, 4)
+	n := leakCheck(t, base, 0)
 	tbl.Note("goroutines %d before the faults, %d after", base, n)
 }
