@@ -166,16 +166,21 @@ func TestOIDCProviderPromptConsent(t *testing.T) {
 
 var hidden = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)">`)
 
+// signOutForm reads the fields of the gateway's sign-out page.
+func signOutForm(page string) url.Values {
+	form := url.Values{}
+	for _, m := range hidden.FindAllStringSubmatch(page, -1) {
+		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
+	}
+	return form
+}
+
 // signOut posts the gateway's sign-out form and returns the gateway's
 // answer with its body.
 func signOut(t *testing.T, g *gateway, b *browser) (*http.Response, string) {
 	t.Helper()
 	_, page := b.get(t, g.URL+"/oauth2/sign_out")
-	form := url.Values{}
-	for _, m := range hidden.FindAllStringSubmatch(page, -1) {
-		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
-	}
-	req, _ := http.NewRequest(http.MethodPost, g.URL+"/oauth2/sign_out", strings.NewReader(form.Encode()))
+	req, _ := http.NewRequest(http.MethodPost, g.URL+"/oauth2/sign_out", strings.NewReader(signOutForm(page).Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return b.do(t, req)
 }

@@ -3,7 +3,6 @@ package interop_test
 import (
 	"errors"
 	"fmt"
-	"html"
 	"io"
 	"net/http"
 	"net/url"
@@ -444,11 +443,7 @@ func (s *soak) signOut(c *soakClient, b *browser) error {
 	if err := expect(resp, page, 200, "sign-out page"); err != nil {
 		return err
 	}
-	form := url.Values{}
-	for _, m := range hidden.FindAllStringSubmatch(page, -1) {
-		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
-	}
-	req, _ := http.NewRequest(http.MethodPost, s.g.URL+"/oauth2/sign_out", strings.NewReader(form.Encode()))
+	req, _ := http.NewRequest(http.MethodPost, s.g.URL+"/oauth2/sign_out", strings.NewReader(signOutForm(page).Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, body, err := hop(c, b, req)
 	if err != nil {
