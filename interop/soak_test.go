@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,11 +31,10 @@ const (
 	soakRate          = 100
 	soakWarmup        = 10 * time.Second
 	soakDefault       = 60 * time.Second
-	soakIdle          = 3 * time.Second         // load paused before an idle measurement
-	soakSchedTrace    = 1000 * time.Millisecond // GODEBUG schedtrace period
-	soakGoroutineRise = 10                      // see TestReliabilitySoak
-	soakTokenTTL      = 4 * time.Second         // access tokens: a refresh or re-authentication per session or two
-	soakSessionSteps  = 60                      // navigations per browser session, about 6 s at this rate
+	soakIdle          = 3 * time.Second // load paused before an idle measurement
+	soakGoroutineRise = 10              // see TestReliabilitySoak
+	soakTokenTTL      = 4 * time.Second // access tokens: a refresh or re-authentication per session or two
+	soakSessionSteps  = 60              // navigations per browser session, about 6 s at this rate
 )
 
 // TestReliabilitySoak runs a real authgate process (sessions in a real
@@ -74,17 +72,18 @@ func TestReliabilitySoak(t *testing.T) {
 	t.Cleanup(ut.Close)
 	rd := redistest.Start(t)
 	be := newBackend(t)
-	addr := freeAddr(t)
-	g := startGatewayEnv(t, addr, "http://"+addr, "authgate-secret",
-		[]string{fmt.Sprintf("GODEBUG=schedtrace=%d,scheddetail=1", soakSchedTrace.Milliseconds())},
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	g := startGatewayAt(t, addr, "authgate-secret",
 		func(string) string {
-			return fmt.Sprintf(`upstream:
-  issuer: %q
+			return fmt.Sprintf(`metrics_listen: %[4]q
+metrics_pprof: true
+upstream:
+  issuer: %[1]q
   client_id: authgate
   client_secret: "${CLIENT_SECRET}"
 session:
   store: redis
-  redis: { url: %q }
+  redis: { url: %[2]q }
   cookie: { secret: "${COOKIE_SECRET}", secure: false }
 limits: { logins_per_minute: 1000000 }
 routes:
@@ -92,10 +91,10 @@ routes:
   - { match: { path_prefix: "/pw/" }, backend: %[3]q, grant: password }
   - { match: { path_prefix: "/legacy/" }, backend: %[3]q, grant: implicit }
   - { match: { path_prefix: "/svc/" }, backend: %[3]q, grant: client_credentials, scopes: [orders.read], audience: "urn:orders" }
-`, ut.URL, rd.URL, be.URL)
+`, ut.URL, rd.URL, be.URL, metricsAddr)
 		})
 
-	s := &soak{t: t, g: g, ut: ut}
+	s := &soak{t: t, g: g, ut: ut, metrics: "http://" + metricsAddr}
 	var clients []*soakClient
 	for i := range 3 {
 		clients = append(clients, s.browserClient(fmt.Sprintf("code flow %d", i+1), "/code/", "user-alice", s.codeLogin))
@@ -113,7 +112,7 @@ routes:
 	half := duration / 2
 	s.run(clients, half)
 	rssHalf := s.rss()
-	busy, _ := lastGoroutineCount(s.g.Logs())
+	busy := s.goroutines()
 	s.run(clients, duration-half)
 	rssEnd := s.rss()
 	idle1 := s.idle()
@@ -142,7 +141,7 @@ routes:
 	tbl.Note("steps: %d in %s of load (%.0f/s); at the authorization server: %d refresh, %d authorization_code, %d password, %d client_credentials grants, %d authorizations",
 		steps, elapsed, float64(steps)/elapsed.Seconds(), ut.GrantCount("refresh_token"), ut.GrantCount("authorization_code"), ut.GrantCount("password"), ut.GrantCount("client_credentials"), ut.Count("authorize"))
 	tbl.Note("gateway error log lines: %d; unexpected answers: %d", len(errorLines), unexpected)
-	tbl.Note("goroutines (idle, from GODEBUG=schedtrace): %d after the warm-up, %d at the end (flat: at most +%d); %d under load at half-time", idle0.goroutines, idle1.goroutines, soakGoroutineRise, busy)
+	tbl.Note("goroutines (idle, from the process's /debug/pprof/goroutine on metrics_listen): %d after the warm-up, %d at the end (flat: at most +%d); %d under load at half-time", idle0.goroutines, idle1.goroutines, soakGoroutineRise, busy)
 	tbl.Note("resident set (VmRSS): %.1f MiB after the warm-up, %.1f MiB at half-time, %.1f MiB at the end of the load (flat: within 10%% + 4 MiB of half-time), %.1f MiB idle at the end",
 		mib(idle0.rss), mib(rssHalf), mib(rssEnd), mib(idle1.rss))
 	if idle1.goroutines > idle0.goroutines+soakGoroutineRise {
@@ -155,11 +154,13 @@ routes:
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
-// soak is the load's world: the gateway process and its server.
+// soak is the load's world: the gateway process (metrics is its
+// metrics_listen URL, with pprof) and its server.
 type soak struct {
-	t  *testing.T
-	g  *gateway
-	ut *upstreamtest.Server
+	t       *testing.T
+	g       *gateway
+	ut      *upstreamtest.Server
+	metrics string
 }
 
 // soakClient is one client of the load: step performs its next step
@@ -219,18 +220,31 @@ type idleState struct {
 	rss        int64
 }
 
-// idle pauses, closes the clients' idle connections, waits for two
-// complete scheduler dumps after that, and measures.
+// idle pauses, closes the clients' idle connections, and measures.
 func (s *soak) idle() idleState {
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	time.Sleep(soakIdle)
-	mark := len(s.g.Logs())
-	time.Sleep(3 * soakSchedTrace)
-	n, ok := lastGoroutineCount(s.g.Logs()[mark:])
-	if !ok {
-		s.t.Fatalf("no complete GODEBUG=schedtrace dump in the gateway's output")
+	return idleState{goroutines: s.goroutines(), rss: s.rss()}
+}
+
+// goroutines asks the gateway process how many goroutines it runs.
+func (s *soak) goroutines() int {
+	resp, err := http.Get(s.metrics + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		s.t.Fatalf("gateway's goroutine profile: %v", err)
 	}
-	return idleState{goroutines: n, rss: s.rss()}
+	defer resp.Body.Close()
+	first, _, _ := strings.Cut(readAtMost(resp.Body, 256), "\n")
+	n, err := strconv.Atoi(strings.TrimPrefix(first, "goroutine profile: total "))
+	if resp.StatusCode != 200 || err != nil {
+		s.t.Fatalf("gateway's goroutine profile: %d %q", resp.StatusCode, first)
+	}
+	return n
+}
+
+func readAtMost(r io.Reader, n int64) string {
+	b, _ := io.ReadAll(io.LimitReader(r, n))
+	return string(b)
 }
 
 // rss reads the gateway process's resident set.
@@ -250,26 +264,6 @@ func (s *soak) rss() int64 {
 	}
 	s.t.Fatal("no VmRSS in the gateway's /proc status")
 	return 0
-}
-
-// schedG is a goroutine line of a GODEBUG scheddetail dump; status 6 is
-// a dead goroutine kept for reuse, 0 one not yet started.
-var schedG = regexp.MustCompile(`(?m)^\s+G\d+: status=(\d+)`)
-
-// lastGoroutineCount counts the live goroutines of the last complete
-// scheduler dump in out (a dump is complete once the next one begins).
-func lastGoroutineCount(out string) (int, bool) {
-	dumps := strings.Split(out, "\nSCHED ")
-	if len(dumps) < 3 {
-		return 0, false
-	}
-	n := 0
-	for _, m := range schedG.FindAllStringSubmatch(dumps[len(dumps)-2], -1) {
-		if m[1] != "6" && m[1] != "0" {
-			n++
-		}
-	}
-	return n, n > 0
 }
 
 // hop is one request of a script: it returns the answer with its body
