@@ -168,7 +168,11 @@ func TestReliabilityBackendFaults(t *testing.T) {
 			if resp.StatusCode != 200 || body != "backend says hello to "+c.want {
 				t.Errorf("%s after the backend came back: %d %q, want 200 for %q with the same cookie", c.name, resp.StatusCode, body, c.want)
 			}
-			tbl.Row(c.name, fault.name, r.resp.StatusCode, r.took, r.cookieTouched, fmt.Sprintf("%d as %q", resp.StatusCode, c.want))
+			who := "as " + c.want
+			if c.want == "" {
+				who = "with the machine token, no user"
+			}
+			tbl.Row(c.name, fault.name, r.resp.StatusCode, r.took, r.cookieTouched, fmt.Sprintf("%d %s", resp.StatusCode, who))
 		}
 	}
 	n := leakCheck(t, base, 0)
