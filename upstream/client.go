@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Sentinel errors; test with errors.Is.
@@ -52,6 +54,10 @@ type Deps struct {
 	Shared *Shared
 	// Observer is told of every call to the server (metrics). Nil: none.
 	Observer Observer
+	// TracerProvider traces every call to the server as a client span
+	// (tracing.go) and sends the W3C trace context along. Nil: no spans,
+	// no trace headers.
+	TracerProvider trace.TracerProvider
 }
 
 // Observer is told of every call to the authorization server.
@@ -71,6 +77,9 @@ type Client struct {
 	now  func() time.Time
 	log  *slog.Logger
 	obs  Observer
+	// tp and tracer trace the calls; nil when tracing is off.
+	tp     trace.TracerProvider
+	tracer trace.Tracer
 	// srv is the server's metadata and keys, shared with the other
 	// Clients of Deps.Shared that discover alike.
 	srv *server
@@ -88,7 +97,10 @@ func New(cfg Config, deps Deps) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, auth: auth, http: deps.HTTPClient, now: deps.Now, log: deps.Logger, obs: deps.Observer}
+	c := &Client{cfg: cfg, auth: auth, http: deps.HTTPClient, now: deps.Now, log: deps.Logger, obs: deps.Observer, tp: deps.TracerProvider}
+	if c.tp != nil {
+		c.tracer = c.tp.Tracer(tracerName)
+	}
 	if c.http == nil {
 		c.http = &http.Client{
 			Timeout: cfg.Timeout,
@@ -130,7 +142,7 @@ func (c *Client) get(ctx context.Context, endpoint, url, accept string, bearer S
 	if !bearer.IsZero() {
 		req.Header.Set("Authorization", "Bearer "+bearer.Reveal())
 	}
-	status, body, err := c.do(endpoint, req)
+	status, body, err := c.do(endpoint, "", req)
 	if err != nil {
 		return nil, unreachable(err)
 	}
@@ -147,12 +159,18 @@ func (c *Client) get(ctx context.Context, endpoint, url, accept string, bearer S
 }
 
 // do sends req to the server's endpoint and reads at most maxBody bytes of
-// the answer, telling the Observer how long it took, the body included.
-// A failure to read the whole answer counts as no answer (status 0).
-func (c *Client) do(endpoint string, req *http.Request) (status int, body []byte, err error) {
+// the answer, telling the Observer how long it took, the body included,
+// and tracing it as a span (grant: a token request's grant_type, else
+// empty). A failure to read the whole answer counts as no answer (status
+// 0).
+func (c *Client) do(endpoint, grant string, req *http.Request) (status int, body []byte, err error) {
 	start := time.Now()
 	if c.obs != nil {
 		defer func() { c.obs.ObserveCall(endpoint, status, time.Since(start)) }()
+	}
+	if c.tracer != nil {
+		span := c.startCall(endpoint, grant, req)
+		defer func() { endCall(span, status, err) }()
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -53,7 +53,7 @@ func (c *Client) ForClient(id string, secret Secret) (*Client, error) {
 	cfg.ClientID, cfg.ClientSecret = id, secret
 	cfg.PrivateKeyFile, cfg.PrivateKeyID, cfg.PrivateKeyAlgorithm, cfg.ClientAssertionFile, cfg.ClientAssertionAudience = "", "", "", "", ""
 	cfg.TLSClientCertFile, cfg.TLSClientKeyFile = "", ""
-	other, err := New(cfg, Deps{HTTPClient: c.http, Now: c.now, Logger: c.log, Observer: c.obs})
+	other, err := New(cfg, Deps{HTTPClient: c.http, Now: c.now, Logger: c.log, Observer: c.obs, TracerProvider: c.tp})
 	if err != nil {
 		return nil, err
 	}

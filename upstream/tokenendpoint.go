@@ -241,7 +241,7 @@ func (c *Client) postForm(ctx context.Context, name, endpoint string, form url.V
 		return 0, nil, fmt.Errorf("build request: %w", err)
 	}
 	req.Header = header
-	status, body, err := c.do(name, req)
+	status, body, err := c.do(name, form.Get("grant_type"), req)
 	if err != nil {
 		return 0, nil, unreachable(err)
 	}
