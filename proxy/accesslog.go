@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -10,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // statusWriter records the status and size of a response. Unwrap lets
@@ -46,12 +49,13 @@ const (
 
 // accessLog writes the request's line: method, host, path (escaped, as
 // sent, never the query, which carries codes and state), route, status,
-// size, duration, peer and client, user, request id, and a refusal's
-// reason. It is built by hand into a pooled buffer, in the process log's
-// format, and written in one Write: through slog it cost two allocations
-// and most of the line's CPU (BenchmarkAccessLogLine). Every value is
-// quoted or escaped as slog's handlers do, so a path, host or claim cannot
-// forge a line or a field (control characters never pass raw).
+// size, duration, peer and client, user, request id, the trace id of a
+// sampled trace, and a refusal's reason. It is built by hand into a pooled
+// buffer, in the process log's format, and written in one Write: through
+// slog it cost two allocations and most of the line's CPU
+// (BenchmarkAccessLogLine). Every value is quoted or escaped as slog's
+// handlers do, so a path, host or claim cannot forge a line or a field
+// (control characters never pass raw).
 func (s *Server) accessLog(r *http.Request, x *exchange, d time.Duration) {
 	if s.accessOut == nil {
 		return
@@ -80,6 +84,12 @@ func (s *Server) accessLog(r *http.Request, x *exchange, d time.Duration) {
 		l.str("user", clip(x.user, maxLoggedHost))
 	}
 	l.str("request_id", x.id[0])
+	if s.tracer != nil {
+		if sc := trace.SpanContextFromContext(r.Context()); sc.IsSampled() {
+			id := sc.TraceID()
+			l.hex("trace_id", id[:])
+		}
+	}
 	if x.reason != "" {
 		l.str("reason", x.reason)
 	}
@@ -172,6 +182,18 @@ func (l *logLine) addr(k string, a netip.Addr) {
 		l.b = append(l.b, '"')
 	}
 	l.b = a.AppendTo(l.b)
+	if l.json {
+		l.b = append(l.b, '"')
+	}
+}
+
+// hex writes b in lower-case hex (never in need of escaping).
+func (l *logLine) hex(k string, b []byte) {
+	l.key(k)
+	if l.json {
+		l.b = append(l.b, '"')
+	}
+	l.b = hex.AppendEncode(l.b, b)
 	if l.json {
 		l.b = append(l.b, '"')
 	}

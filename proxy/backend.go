@@ -184,10 +184,16 @@ func (s *Server) backendError(w http.ResponseWriter, r *http.Request, err error)
 		return // the client went away
 	}
 	s.log.WarnContext(r.Context(), "backend request failed", "path", r.URL.Path, "error", err.Error())
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	if isTimeout(err) {
 		s.page(w, r, errBackendTimeout)
 		return
 	}
 	s.page(w, r, errBackendDown)
+}
+
+// isTimeout reports a round trip that ran out of time: a deadline, or a
+// network timeout (the response header timeout, a dial timeout).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }

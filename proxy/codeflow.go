@@ -33,7 +33,7 @@ func (a *codeFlow) authenticate(w http.ResponseWriter, r *http.Request, rt *rout
 		return nil, false, s.challenge(w, r, rt)
 	}
 	ctx := r.Context()
-	sess, ver, err := s.sessions.Load(ctx, ticket)
+	sess, ver, err := s.loadSession(ctx, ticket)
 	if errors.Is(err, session.ErrNotFound) {
 		return nil, false, s.challenge(w, r, rt)
 	}
@@ -100,6 +100,7 @@ func (s *Server) refresh(ctx context.Context, rt *route, t session.Ticket, stale
 	needs := func(x *session.Session) bool {
 		return x.Token.AccessToken == stale && x.Token.RenewWithin(s.now(), s.refreshBefore)
 	}
+	ctx, span := s.startSpan(ctx, "session.refresh")
 	renewed := false
 	renew := func(ctx context.Context, old upstream.Token) (upstream.Token, error) {
 		renewed = true
@@ -114,11 +115,15 @@ func (s *Server) refresh(ctx context.Context, rt *route, t session.Ticket, stale
 	sess, ver, err := s.sessions.Refresh(ctx, t, needs, renew)
 	switch {
 	case err != nil:
-		s.metrics.Auth(metrics.RefreshFailed, refreshReason(err))
+		reason := refreshReason(err)
+		s.metrics.Auth(metrics.RefreshFailed, reason)
+		endSpan(span, reason, true)
 	case renewed:
 		s.metrics.Auth(metrics.RefreshOK, "")
+		endSpan(span, "ok", false)
 	default:
 		s.metrics.Auth(metrics.RefreshAdopted, "")
+		endSpan(span, "adopted", false)
 	}
 	return sess, ver, err
 }

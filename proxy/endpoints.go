@@ -71,7 +71,7 @@ func (s *Server) currentSession(r *http.Request, p *provider) (*session.Session,
 	if err != nil {
 		return nil, zero, nil
 	}
-	sess, _, err := s.sessions.Load(r.Context(), ticket)
+	sess, _, err := s.loadSession(r.Context(), ticket)
 	if errors.Is(err, session.ErrNotFound) {
 		return nil, zero, nil
 	}
@@ -223,7 +223,7 @@ func (s *Server) endSession(ctx context.Context, p *provider, raw string) (*sess
 	if err != nil {
 		return nil, nil // nothing server-side to end
 	}
-	sess, _, err := s.sessions.Load(ctx, ticket)
+	sess, _, err := s.loadSession(ctx, ticket)
 	if err != nil && !errors.Is(err, session.ErrNotFound) {
 		return nil, err
 	}

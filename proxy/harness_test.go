@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/authgate/authgate/metrics"
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/session"
@@ -147,6 +149,8 @@ type gatewayOptions struct {
 	metrics *metrics.Metrics
 	// jsonLog logs (the access log too) as JSON, not text.
 	jsonLog bool
+	// tracer traces the gateway, its store and its upstreams. Nil: off.
+	tracer trace.TracerProvider
 }
 
 // gateway starts a gateway over e's store and authorization server.
@@ -179,7 +183,7 @@ func (e *env) gateway(o gatewayOptions) *gateway {
 	if err := sc.Validate(); err != nil {
 		t.Fatalf("session config: %v", err)
 	}
-	store := e.store
+	store := session.Trace(e.store, o.tracer)
 	if o.metrics != nil {
 		store = session.Observe(store, o.metrics)
 	}
@@ -199,7 +203,7 @@ func (e *env) gateway(o gatewayOptions) *gateway {
 	}
 	log := slog.New(proxy.NewLogHandler(h))
 	shared := &upstream.Shared{}
-	up, err := upstream.New(uc, upstream.Deps{Now: e.clock.Now, Logger: log, Shared: shared, Observer: o.metrics})
+	up, err := upstream.New(uc, upstream.Deps{Now: e.clock.Now, Logger: log, Shared: shared, Observer: o.metrics, TracerProvider: o.tracer})
 	if err != nil {
 		t.Fatalf("upstream: %v", err)
 	}
@@ -208,11 +212,11 @@ func (e *env) gateway(o gatewayOptions) *gateway {
 		if named == nil {
 			named = map[string]*upstream.Client{}
 		}
-		if named[name], err = upstream.New(c, upstream.Deps{Now: e.clock.Now, Logger: log, Shared: shared, Observer: o.metrics}); err != nil {
+		if named[name], err = upstream.New(c, upstream.Deps{Now: e.clock.Now, Logger: log, Shared: shared, Observer: o.metrics, TracerProvider: o.tracer}); err != nil {
 			t.Fatalf("upstreams.%s: %v", name, err)
 		}
 	}
-	srv, err := proxy.New(pc, proxy.Deps{Upstream: up, Upstreams: named, Sessions: sessions, Logger: log, AccessLog: logOut, AccessLogJSON: o.jsonLog, Now: e.clock.Now, Metrics: o.metrics})
+	srv, err := proxy.New(pc, proxy.Deps{Upstream: up, Upstreams: named, Sessions: sessions, Logger: log, AccessLog: logOut, AccessLogJSON: o.jsonLog, Now: e.clock.Now, Metrics: o.metrics, TracerProvider: o.tracer})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
 	}

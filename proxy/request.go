@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"time"
 
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/authgate/authgate/metrics"
 	"github.com/authgate/authgate/session"
 )
@@ -63,6 +66,9 @@ func (s *Server) observe(cfg Config, deps Deps) {
 	if on(cfg.AccessLog, true) {
 		s.accessOut, s.accessJSON = deps.AccessLog, deps.AccessLogJSON
 	}
+	if deps.TracerProvider != nil {
+		s.tracer = deps.TracerProvider.Tracer(tracerName, trace.WithSchemaURL(semconv.SchemaURL))
+	}
 	s.metrics = deps.Metrics
 	if s.metrics == nil {
 		s.metrics = metrics.New(metrics.Build{})
@@ -87,19 +93,27 @@ type endpointStats struct {
 var endpointNames = [...]string{"/start", "/callback", "/implicit", "/login", "/sign_out", "/userinfo",
 	"/backchannel_logout", "/frontchannel_logout", "/auth", "/other"}
 
-// ServeHTTP serves one request: it gives it a request id, serves it, then
-// counts it and writes its access log line.
+// ServeHTTP serves one request: it gives it a request id (and, with
+// tracing on, a span), serves it, then counts it and writes its access log
+// line.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{statusWriter: statusWriter{ResponseWriter: w}, start: time.Now()}
 	x.id = s.requestID(r, &x.idv)
 	w.Header()[requestIDHeader] = x.id
-	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	ctx := r.Context()
+	if s.tracer != nil {
+		ctx = s.startTrace(ctx, r, x)
+	}
+	r = r.WithContext(context.WithValue(ctx, exchangeKey{}, x))
 	s.serve(&x.statusWriter, r)
 	if x.status == 0 {
 		x.status = http.StatusOK
 	}
 	if x.status == http.StatusForbidden && x.reason == "" {
 		x.reason = "forbidden"
+	}
+	if s.tracer != nil {
+		s.finishTrace(r, x)
 	}
 	d := time.Since(x.start)
 	m := x.route
@@ -163,7 +177,8 @@ func newRequestID() string {
 
 // NewLogHandler wraps h so that every record logged with a request's
 // context (logger.InfoContext(r.Context(), ...), and the upstream calls
-// made for the request) carries the request's request_id. New applies it
+// made for the request) carries the request's request_id, and its
+// trace_id when the request is traced (sampled). New applies it
 // to Deps.Logger; wrap the process logger with it too, so that the
 // upstream and session packages' lines carry the id as well. Wrapping
 // twice adds the id once.
@@ -179,6 +194,9 @@ type requestIDHandler struct{ slog.Handler }
 func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
 	if x, ok := ctx.Value(exchangeKey{}).(*exchange); ok {
 		r.AddAttrs(slog.String("request_id", x.id[0]))
+		if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+			r.AddAttrs(slog.String("trace_id", sc.TraceID().String()))
+		}
 	}
 	return h.Handler.Handle(ctx, r)
 }

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/authgate/authgate/metrics"
@@ -58,6 +59,13 @@ type Deps struct {
 	// Transport carries requests to the backends. Nil: NewTransport() with
 	// Limits.BackendResponseTimeout.
 	Transport http.RoundTripper
+	// TracerProvider traces requests (tracing.go): a server span per
+	// request, child spans for the session load, the token refresh and
+	// the backend call, and the W3C trace context sent to the backend.
+	// Give the same provider to the upstream clients and the session
+	// store (session.Trace) for their spans. Nil: no tracing, at no cost
+	// to the hot path.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is the gateway's http.Handler. Create it with New.
@@ -93,6 +101,8 @@ type Server struct {
 	refusalWarned sync.Map
 
 	metrics *metrics.Metrics
+	// tracer makes the requests' spans; nil when tracing is off.
+	tracer trace.Tracer
 	// accessOut receives the access log (nil: off), in JSON with
 	// accessJSON.
 	accessOut  io.Writer
@@ -214,6 +224,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			t.ResponseHeaderTimeout = d
 		}
 		transport = t
+	}
+	if s.tracer != nil {
+		transport = &tracedTransport{next: transport, tracer: s.tracer}
 	}
 	if s.providers, err = newProviders(deps.Upstream, deps.Upstreams, s.cookies.session); err != nil {
 		return nil, err
@@ -350,7 +363,11 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request) (*route, *session.
 			basicUser, basicPass, basic = basicCredentials(r.Header.Get("Authorization"))
 		}
 	}
-	stripIdentityHeaders(r.Header, s.trusted.fromTrustedProxy(r))
+	trusted := s.trusted.fromTrustedProxy(r)
+	stripIdentityHeaders(r.Header, trusted)
+	if !trusted {
+		dropTraceContext(r.Header)
+	}
 	if up := r.Header.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
 		r.Header.Del("Upgrade") // h2c and other upgrades are not proxied (SECURITY.md 28)
 	}

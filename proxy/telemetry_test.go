@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -49,25 +50,47 @@ func value(body, series string) float64 {
 	return -1
 }
 
-// TestMetricsCarryNoIdentity: traffic carrying a distinctive subject,
-// email, user name, tokens, cookies, paths and query strings leaves none
-// of them in /metrics (SECURITY.md 46), while the requests, logins,
-// caller tokens and the calls to the server and the store are counted.
-func TestMetricsCarryNoIdentity(t *testing.T) {
-	user := upstreamtest.User{Subject: "canary-sub-7f3a91", Username: "canary-name-7f3a91", Password: "canary-password-7f3a91",
-		Email: "canary-mail-7f3a91@corp.example", EmailVerified: true, Name: "Canary Person", Groups: []string{"canary-group-7f3a91"}}
-	e := newEnv(t, envOptions{redis: true, idp: upstreamtest.Config{Users: []upstreamtest.User{user}}})
-	m := metrics.New(metrics.Build{Version: "test"})
-	g := e.gateway(gatewayOptions{metrics: m, mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+// canaryUser is the account of the telemetry tests: every value of it is
+// distinctive, so finding one in a metric or a span is a leak.
+var canaryUser = upstreamtest.User{Subject: "canary-sub-7f3a91", Username: "canary-name-7f3a91", Password: "canary-password-7f3a91",
+	Email: "canary-mail-7f3a91@corp.example", EmailVerified: true, Name: "Canary Person", Groups: []string{"canary-group-7f3a91"}}
+
+// canaryEnv is the telemetry tests' world: canaryUser at the
+// authorization server, Redis, and a gateway whose route "web" at /app/
+// takes caller tokens too.
+func canaryEnv(t *testing.T, o gatewayOptions) (*env, *gateway) {
+	e := newEnv(t, envOptions{redis: true, idp: upstreamtest.Config{Users: []upstreamtest.User{canaryUser}}})
+	mutate := o.mutate
+	o.mutate = func(pc *proxy.Config, sc *session.Config, uc *upstream.Config) {
 		pc.Routes[0].Name = "web"
 		pc.Routes[0].Match.PathPrefix = "/app/"
 		pc.Routes[0].AcceptBearer = true
 		pc.Routes[0].Audience = "urn:orders"
-	}})
+		if mutate != nil {
+			mutate(pc, sc, uc)
+		}
+	}
+	return e, e.gateway(o)
+}
+
+// sendCanaries sends g traffic that carries canaryUser's identity, its
+// tokens and cookie, distinctive paths and query strings (matched, of no
+// route, under the prefix), caller tokens good and bad and a forged
+// cookie; it returns those values, none of which telemetry may hold
+// (SECURITY.md 46), and the browser signed in as canaryUser.
+func sendCanaries(t *testing.T, e *env, g *gateway) ([]string, *browser) {
+	t.Helper()
+	user := canaryUser
+	var authz []string // the authorization responses' code and state
+	e.idp.SetAuthorizeResponseHook(func(q url.Values) { authz = append(authz, q.Get("code"), q.Get("state")) })
 	b := newBrowser(t)
 	b.login(t, g, "/app/canary-path-5d1e?canary-query=6c2b")
-	canaries := []string{user.Subject, user.Username, user.Password, user.Email, "Canary", user.Groups[0],
-		"canary-path-5d1e", "canary-query", b.cookie(t, g.URL, "_authgate"), bearer(e.backend.last(t))}
+	e.idp.SetAuthorizeResponseHook(nil)
+	if len(authz) != 2 {
+		t.Fatalf("authorization responses seen: %q, want one code and state", authz)
+	}
+	canaries := append([]string{user.Subject, user.Username, user.Password, user.Email, "Canary", user.Groups[0],
+		"canary-path-5d1e", "canary-query", b.cookie(t, g.URL, "_authgate"), bearer(e.backend.last(t))}, authz...)
 	b.get(t, g.URL+"/app/other-canary-path-2b4c/x?q=other-canary-query-9a9a")
 	b.get(t, g.URL+"/unmatched-canary-path-8e4f?q=1") // no route
 	b.get(t, g.URL+"/oauth2/unknown-canary-endpoint-3c3c")
@@ -81,12 +104,25 @@ func TestMetricsCarryNoIdentity(t *testing.T) {
 	req.Header.Set("Cookie", "_authgate=cookie-canary-1e1e")
 	newBrowser(t).noFollow().do(t, req)
 	canaries = append(canaries, jwtTok, "canary.token-4f4f", "cookie-canary-1e1e", "svc-caller", "caller@example.com")
-
-	body := scrapeMetrics(t, g, m)
 	for _, c := range canaries {
 		if len(c) < 6 {
 			t.Fatalf("canary %q too short to mean anything", c)
 		}
+	}
+	return canaries, b
+}
+
+// TestMetricsCarryNoIdentity: traffic carrying a distinctive subject,
+// email, user name, tokens, cookies, paths and query strings leaves none
+// of them in /metrics (SECURITY.md 46), while the requests, logins,
+// caller tokens and the calls to the server and the store are counted.
+func TestMetricsCarryNoIdentity(t *testing.T) {
+	m := metrics.New(metrics.Build{Version: "test"})
+	e, g := canaryEnv(t, gatewayOptions{metrics: m})
+	canaries, _ := sendCanaries(t, e, g)
+
+	body := scrapeMetrics(t, g, m)
+	for _, c := range canaries {
 		if strings.Contains(body, c) {
 			t.Errorf("/metrics contains %q", c)
 		}
