@@ -89,7 +89,7 @@ func checkOnline(ctx context.Context, cfg *fileConfig, stderr io.Writer) []check
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// go-redis's own dial messages would repeat the store check's answer.
 	routeRedisLog(slog.New(slog.DiscardHandler))
-	g, err := build(cfg, log, io.Discard)
+	g, err := build(cfg, log, io.Discard, nil)
 	if err != nil {
 		return []checkResult{{checkFailed, "set-up", err.Error()}}
 	}

@@ -39,6 +39,9 @@ type fileConfig struct {
 	Session session.Config `yaml:"session"`
 	// Shutdown is what SIGTERM does.
 	Shutdown shutdownConfig `yaml:"shutdown"`
+	// Tracing exports OpenTelemetry traces (off unless turned on here or
+	// by the OTEL_* environment variables).
+	Tracing tracingConfig `yaml:"tracing"`
 }
 
 // logConfig is the `log:` section.
@@ -141,6 +144,7 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*fileConfig, 
 	errs = append(errs, cfg.validateUpstreams()...)
 	errs = appendPrefixed(errs, "session.", cfg.Session.Validate())
 	errs = appendPrefixed(errs, "shutdown.", cfg.Shutdown.validate())
+	errs = appendPrefixed(errs, "", cfg.Tracing.validate(lookup))
 	if err := cookieDomainCovers(cfg.Config.PublicURL, cfg.Session.Cookie.Domain); err != nil {
 		errs = append(errs, err)
 	}

@@ -75,7 +75,7 @@ func demo(ctx context.Context, listen string, stdout, stderr io.Writer) error {
 	cfg.Config.SetDefaults()
 	cfg.Upstream.SetDefaults()
 	cfg.Session.SetDefaults()
-	g, err := build(cfg, log, stderr)
+	g, err := build(cfg, log, stderr, nil)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,6 +64,16 @@ const adminToken = "admin-token-0123456789abcdef0123456789"
 // until the test ends, and waits until the metrics listener answers.
 func serveFor(t *testing.T, issuer, extra string) (public, metricsURL string, logs *lockedBuffer) {
 	t.Helper()
+	public, metricsURL, logs, stop := startServe(t, issuer, extra)
+	t.Cleanup(stop)
+	return public, metricsURL, logs
+}
+
+// startServe is serveFor with the shutdown in the caller's hands: stop
+// sends the signal's cancellation and waits for serve to return 0 (at the
+// end of the test at the latest).
+func startServe(t *testing.T, issuer, extra string) (public, metricsURL string, logs *lockedBuffer, stop func()) {
+	t.Helper()
 	addr, maddr := freeAddr(t), freeAddr(t)
 	cfg := fmt.Sprintf(`listen: %q
 public_url: "http://%s"
@@ -82,21 +93,25 @@ routes:
 	logs = &lockedBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"serve", "-config", path}, io.Discard, logs) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("serve exited %d:\n%s", code, logs)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case code := <-done:
+				if code != 0 {
+					t.Errorf("serve exited %d:\n%s", code, logs)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("serve did not stop")
 			}
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	public, metricsURL = "http://"+addr, "http://"+maddr
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if code, _ := get(t, metricsURL+"/readyz"); code == 200 {
-			return public, metricsURL, logs
+			return public, metricsURL, logs, stop
 		}
 		select {
 		case code := <-done:

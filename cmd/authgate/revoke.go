@@ -41,7 +41,7 @@ func revoke(ctx context.Context, path, sub, sid, up string, stdout, stderr io.Wr
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	g, err := build(cfg, log, io.Discard)
+	g, err := build(cfg, log, io.Discard, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "authgate revoke: %v\n", err)
 		return 2

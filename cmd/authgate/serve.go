@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/authgate/authgate/metrics"
 	"github.com/authgate/authgate/proxy"
@@ -35,16 +38,16 @@ func (g *gateway) closer() error {
 }
 
 // build wires the packages from cfg. The access log goes to accessLog,
-// in the format of cfg.Log.
-func build(cfg *fileConfig, log *slog.Logger, accessLog io.Writer) (*gateway, error) {
+// in the format of cfg.Log; tp traces requests (nil: no tracing).
+func build(cfg *fileConfig, log *slog.Logger, accessLog io.Writer, tp trace.TracerProvider) (*gateway, error) {
 	m := metrics.New(metrics.Build{Version: buildVersion()})
 	store, closeStore, err := session.OpenStore(cfg.Session, time.Now)
 	if err != nil {
 		return nil, fmt.Errorf("session store: %w", err)
 	}
-	store = session.Observe(store, m)
+	store = session.Observe(session.Trace(store, tp), m)
 	g := &gateway{store: store, closeStore: closeStore, metrics: m}
-	g.rebuild = func(cfg *fileConfig) (*state, error) { return buildState(cfg, store, m, log, accessLog) }
+	g.rebuild = func(cfg *fileConfig) (*state, error) { return buildState(cfg, store, m, tp, log, accessLog) }
 	if g.state, err = g.rebuild(cfg); err != nil {
 		closeStore()
 		return nil, err
@@ -54,8 +57,8 @@ func build(cfg *fileConfig, log *slog.Logger, accessLog io.Writer) (*gateway, er
 
 // buildState wires what a reload replaces from cfg (the session manager,
 // the authorization server clients, the proxy) over the process's store
-// and metrics.
-func buildState(cfg *fileConfig, store session.Store, m *metrics.Metrics, log *slog.Logger, accessLog io.Writer) (*state, error) {
+// and metrics, traced by tp (nil: off).
+func buildState(cfg *fileConfig, store session.Store, m *metrics.Metrics, tp trace.TracerProvider, log *slog.Logger, accessLog io.Writer) (*state, error) {
 	sessions, err := session.NewManager(cfg.Session, store, time.Now)
 	if err != nil {
 		return nil, &configError{[]error{fmt.Errorf("session: %w", err)}}
@@ -67,20 +70,20 @@ func buildState(cfg *fileConfig, store session.Store, m *metrics.Metrics, log *s
 	// Upstreams of one server share its metadata and keys.
 	shared := &upstream.Shared{}
 	ulog := log.With("component", "upstream")
-	up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: ulog.With("upstream", proxy.DefaultUpstream), Shared: shared, Observer: m.Upstream(proxy.DefaultUpstream)})
+	up, err := upstream.New(cfg.Upstream, upstream.Deps{Logger: ulog.With("upstream", proxy.DefaultUpstream), Shared: shared, Observer: m.Upstream(proxy.DefaultUpstream), TracerProvider: tp})
 	if err != nil {
 		return fail(&configError{[]error{fmt.Errorf("upstream: %w", err)}})
 	}
 	ups := map[string]*upstream.Client{proxy.DefaultUpstream: up}
 	named := make(map[string]*upstream.Client, len(cfg.Upstreams))
 	for name, ucfg := range cfg.Upstreams {
-		c, err := upstream.New(ucfg, upstream.Deps{Logger: ulog.With("upstream", name), Shared: shared, Observer: m.Upstream(name)})
+		c, err := upstream.New(ucfg, upstream.Deps{Logger: ulog.With("upstream", name), Shared: shared, Observer: m.Upstream(name), TracerProvider: tp})
 		if err != nil {
 			return fail(&configError{[]error{fmt.Errorf("upstreams.%s: %w", name, err)}})
 		}
 		named[name], ups[name] = c, c
 	}
-	srv, err := proxy.New(cfg.Config, proxy.Deps{Upstream: up, Upstreams: named, Sessions: sessions, Logger: log, Metrics: m,
+	srv, err := proxy.New(cfg.Config, proxy.Deps{Upstream: up, Upstreams: named, Sessions: sessions, Logger: log, Metrics: m, TracerProvider: tp,
 		AccessLog: accessLog, AccessLogJSON: cfg.Log.Format == "json"})
 	if err != nil {
 		return fail(&configError{[]error{err}})
@@ -102,7 +105,12 @@ type serveOptions struct {
 // serve runs the gateway until ctx ends, then drains in-flight requests.
 // The access log goes to accessLog.
 func serve(ctx context.Context, cfg *fileConfig, log *slog.Logger, accessLog io.Writer, opts serveOptions) error {
-	g, err := build(cfg, log, accessLog)
+	tp, stopTracing, err := startTracing(ctx, cfg.Tracing, os.LookupEnv, log)
+	if err != nil {
+		return err
+	}
+	defer flushTraces(stopTracing, log)
+	g, err := build(cfg, log, accessLog, tp)
 	if err != nil {
 		return err
 	}

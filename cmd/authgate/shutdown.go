@@ -12,6 +12,11 @@ import (
 // defaultGrace is shutdown.grace's default.
 const defaultGrace = 25 * time.Second
 
+// traceFlushTimeout bounds the export of the last spans at shutdown, after
+// the drain: keep drain_delay + grace + this below the pod's
+// terminationGracePeriodSeconds.
+const traceFlushTimeout = 5 * time.Second
+
 // shutdownConfig is the `shutdown:` section: what the gateway does on
 // SIGTERM (or Ctrl-C). A second signal ends the process at once.
 type shutdownConfig struct {
@@ -84,4 +89,19 @@ func drain(hs *http.Server, srv drainer, errc <-chan error, c shutdownConfig, lo
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// flushTraces exports the spans still queued (the drained requests' last
+// ones) and stops the exporter, within traceFlushTimeout: a collector
+// that does not answer delays the exit no longer. stop is startTracing's;
+// nil when tracing is off.
+func flushTraces(stop func(context.Context) error, log *slog.Logger) {
+	if stop == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), traceFlushTimeout)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		log.Warn("tracing: the last spans were not all exported", "error", err.Error())
+	}
 }
