@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/authgate/authgate/proxy"
 	"github.com/authgate/authgate/session"
@@ -38,20 +41,46 @@ func BenchmarkBareReverseProxy(b *testing.B) {
 	run(b, &http.Client{}, front.URL+"/app")
 }
 
-func BenchmarkGatewayMemoryStore(b *testing.B) { benchGateway(b, false, false) }
+func BenchmarkGatewayMemoryStore(b *testing.B) { benchGateway(b, false, false, nil) }
 
-func BenchmarkGatewayRedisStore(b *testing.B) { benchGateway(b, true, false) }
+func BenchmarkGatewayRedisStore(b *testing.B) { benchGateway(b, true, false, nil) }
 
 // BenchmarkGatewayAccessLog: the memory store with the access log on (to
 // io.Discard, so this is the line's formatting, not its write).
-func BenchmarkGatewayAccessLog(b *testing.B) { benchGateway(b, false, true) }
+func BenchmarkGatewayAccessLog(b *testing.B) { benchGateway(b, false, true, nil) }
 
-func benchGateway(b *testing.B, redis, accessLog bool) {
+// BenchmarkGatewayTracing: BenchmarkGatewayMemoryStore with tracing on and
+// every request sampled: the SDK's batching span processor in front of an
+// exporter that drops the batches, so this is the cost of making the
+// spans (server, session load, backend) and the trace headers, not of
+// sending them.
+func BenchmarkGatewayTracing(b *testing.B) {
+	benchGateway(b, false, false, benchTracer(b, sdktrace.AlwaysSample()))
+}
+
+// BenchmarkGatewayTracingUnsampled: tracing on, no request sampled
+// (sample_ratio: 0): the trace context is still made and sent on.
+func BenchmarkGatewayTracingUnsampled(b *testing.B) {
+	benchGateway(b, false, false, benchTracer(b, sdktrace.NeverSample()))
+}
+
+func benchTracer(b *testing.B, sampler sdktrace.Sampler) *sdktrace.TracerProvider {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler), sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return tp
+}
+
+func benchGateway(b *testing.B, redis, accessLog bool, tp *sdktrace.TracerProvider) {
 	e := newEnv(b, envOptions{redis: redis})
 	e.backend.Config.Handler = quietHandler()
-	g := e.gateway(gatewayOptions{logInfo: true, mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+	o := gatewayOptions{logInfo: true}
+	if tp != nil {
+		o.tracer = tp
+	}
+	o.mutate = func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
 		pc.AccessLog = &accessLog
-	}})
+	}
+	g := e.gateway(o)
 	br := newBrowser(b)
 	br.login(b, g, "/")
 	// A jar-less client with the session cookie: a reused request with a

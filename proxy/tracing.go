@@ -54,16 +54,19 @@ func (s *Server) startTrace(ctx context.Context, r *http.Request, x *exchange) c
 	if s.trusted.fromTrustedProxy(r) {
 		ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	ctx, span := s.tracer.Start(ctx, httpMethod(r.Method), trace.WithSpanKind(trace.SpanKindServer))
+	if span.IsRecording() { // sampled: unsampled requests pay for no attributes
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		span.SetAttributes(
+			semconv.HTTPRequestMethodKey.String(httpMethod(r.Method)),
+			semconv.URLScheme(scheme),
+			semconv.NetworkProtocolVersion(protoVersion(r)),
+			requestIDKey.String(x.id[0]),
+		)
 	}
-	ctx, _ = s.tracer.Start(ctx, httpMethod(r.Method), trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
-		semconv.HTTPRequestMethodKey.String(httpMethod(r.Method)),
-		semconv.URLScheme(scheme),
-		semconv.NetworkProtocolVersion(protoVersion(r)),
-		requestIDKey.String(x.id[0]),
-	))
 	return ctx
 }
 
@@ -167,9 +170,10 @@ func protoVersion(r *http.Request) string {
 }
 
 // startSpan starts an internal child span of ctx's span named name; with
-// tracing off it returns ctx and a nil span, which endSpan ignores.
+// tracing off, or in a request that is not sampled, it returns ctx and a
+// nil span, which endSpan ignores.
 func (s *Server) startSpan(ctx context.Context, name string) (context.Context, trace.Span) {
-	if s.tracer == nil {
+	if s.tracer == nil || !trace.SpanFromContext(ctx).IsRecording() {
 		return ctx, nil
 	}
 	return s.tracer.Start(ctx, name)
@@ -191,10 +195,10 @@ func endSpan(span trace.Span, outcome string, failed bool) {
 // loadSession is sessions.Load traced as "session.load": a cached
 // session's span has no child, a stored one's has the store's get.
 func (s *Server) loadSession(ctx context.Context, t session.Ticket) (*session.Session, session.Version, error) {
-	if s.tracer == nil {
+	ctx, span := s.startSpan(ctx, "session.load")
+	if span == nil {
 		return s.sessions.Load(ctx, t)
 	}
-	ctx, span := s.tracer.Start(ctx, "session.load")
 	sess, v, err := s.sessions.Load(ctx, t)
 	switch {
 	case err == nil:
@@ -214,13 +218,18 @@ func (s *Server) loadSession(ctx context.Context, t session.Ticket) (*session.Se
 // ReverseProxy's own copy for this one trip, so setting its headers here
 // is as safe as in Rewrite. Attributes: the method, the backend's host and
 // port (from the configuration), the route, the status; never the path or
-// the query.
+// the query. In a request that is not sampled it makes no span and sends
+// the request's own (unsampled) trace context on.
 type tracedTransport struct {
 	next   http.RoundTripper
 	tracer trace.Tracer
 }
 
 func (t *tracedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !trace.SpanFromContext(req.Context()).IsRecording() {
+		traceContext.Inject(req.Context(), propagation.HeaderCarrier(req.Header))
+		return t.next.RoundTrip(req)
+	}
 	attrs := make([]attribute.KeyValue, 0, 4)
 	attrs = append(attrs, semconv.HTTPRequestMethodKey.String(httpMethod(req.Method)), semconv.ServerAddress(req.URL.Hostname()))
 	if p, err := strconv.Atoi(req.URL.Port()); err == nil {

@@ -169,8 +169,9 @@ func (c *Client) do(endpoint, grant string, req *http.Request) (status int, body
 		defer func() { c.obs.ObserveCall(endpoint, status, time.Since(start)) }()
 	}
 	if c.tracer != nil {
-		span := c.startCall(endpoint, grant, req)
-		defer func() { endCall(span, status, err) }()
+		if span := c.startCall(endpoint, grant, req); span != nil {
+			defer func() { endCall(span, status, err) }()
+		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

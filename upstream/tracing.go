@@ -64,8 +64,14 @@ func spanName(endpoint, grant string) string {
 // refresh), else the root of a trace of its own (discovery at start-up).
 // Its attributes are the method, the server's host and port (from the
 // configuration, never a request), the endpoint and the grant: never the
-// URL's path or query, a credential or a token (SECURITY.md 46).
+// URL's path or query, a credential or a token (SECURITY.md 46). Within a
+// request that is not sampled it makes no span (nil) and sends that
+// request's trace context on.
 func (c *Client) startCall(endpoint, grant string, req *http.Request) trace.Span {
+	if p := trace.SpanFromContext(req.Context()); p.SpanContext().IsValid() && !p.IsRecording() {
+		propagation.TraceContext{}.Inject(req.Context(), propagation.HeaderCarrier(req.Header))
+		return nil
+	}
 	attrs := make([]attribute.KeyValue, 0, 5)
 	attrs = append(attrs, semconv.HTTPRequestMethodKey.String(req.Method), semconv.ServerAddress(req.URL.Hostname()), endpointKey.String(endpoint))
 	if p, err := strconv.Atoi(req.URL.Port()); err == nil {
