@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -27,13 +28,20 @@ const (
 	hdrBearer = "X-Bench-Bearer"
 )
 
+// traceReceiverPath is where the backend takes OTLP/HTTP trace exports
+// (memory-tracing's): it reads each and answers 200, as a collector would.
+const traceReceiverPath = "/bench/v1/traces"
+
 // backend is the application behind every proxy: 200, a small body, and
-// whether it received a bearer token.
+// whether it received a bearer token. It is also the receiver of the
+// gateways' trace exports.
 type backend struct {
 	URL    string
 	srv    *http.Server
 	hits   atomic.Int64
 	bearer atomic.Int64
+	// exports counts the trace exports received.
+	exports atomic.Int64
 }
 
 // startBackend serves the backend on addr (host:port; port 0 picks one).
@@ -45,6 +53,12 @@ func startBackend(addr string) (*backend, error) {
 	b := &backend{URL: "http://" + ln.Addr().String()}
 	body := []byte("ok\n")
 	b.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == traceReceiverPath && r.Method == http.MethodPost {
+			_, _ = io.Copy(io.Discard, r.Body)
+			b.exports.Add(1)
+			w.Header()["Content-Type"] = []string{"application/x-protobuf"} // an empty ExportTraceServiceResponse
+			return
+		}
 		b.hits.Add(1)
 		h := w.Header()
 		h[hdrBackend] = []string{"1"}

@@ -41,7 +41,7 @@ func TestWholeRun(t *testing.T) {
 			t.Errorf("summary: no ratio for %s, want one > 0:\n%s", name, summary)
 		}
 	}
-	for _, want := range []string{"access log", "Redis used_memory per session", "gateway RSS", "cold start"} {
+	for _, want := range []string{"cost of the access log", "cost of tracing", "Redis used_memory per session", "gateway RSS", "cold start"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

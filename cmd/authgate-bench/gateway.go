@@ -50,12 +50,16 @@ type mode struct {
 	creds       string
 	forwardAuth bool // measure GET /oauth2/auth instead of the proxied path
 	noAccessLog bool
+	// tracing turns tracing on, every request sampled, the spans exported
+	// to the backend's OTLP receiver (traceReceiverPath).
+	tracing bool
 }
 
 // modes are authgate's modes in the order of every round.
 var modes = []mode{
 	{name: "memory", about: "browser session, memory store", store: "memory", grant: "authorization_code", creds: credSession},
 	{name: "memory-nolog", about: "as memory, with access_log: false", store: "memory", grant: "authorization_code", creds: credSession, noAccessLog: true},
+	{name: "memory-tracing", about: "as memory, with tracing on: every request sampled, exported over OTLP/HTTP", store: "memory", grant: "authorization_code", creds: credSession, tracing: true},
 	{name: "redis", about: "browser session, Redis store (session cache on, the default)", store: "redis", grant: "authorization_code", creds: credSession},
 	{name: "client-creds", about: "client_credentials: the gateway's own cached token", store: "memory", grant: "client_credentials", creds: credNone},
 	{name: "caller-jwt", about: "a caller's JWT (accept_bearer, typ at+jwt)", store: "memory", grant: "authorization_code", creds: credJWT},
@@ -72,6 +76,9 @@ func (m mode) config(addr, issuer, backendURL, redisURL string) string {
 		// The bench stands in for the ingress, the one peer allowed to
 		// ask (and to send X-Original-URI).
 		b.WriteString("trusted_proxies: [\"127.0.0.1\"]\nforward_auth: { enabled: true }\n")
+	}
+	if m.tracing {
+		fmt.Fprintf(&b, "tracing: {endpoint: %q, sample_ratio: 1}\n", backendURL+traceReceiverPath)
 	}
 	fmt.Fprintf(&b, "upstream:\n  issuer: %q\n  client_id: %q\n  client_secret: \"${%s}\"\n", issuer, clientID, envClientSecret)
 	b.WriteString(sessionYAML(m.store, redisURL))

@@ -41,15 +41,33 @@ func (b *bench) summary() [][]string {
 	return rows
 }
 
-// accessLogCost compares memory with memory-nolog: the median CPU per
-// request the access log adds, and the share of requests/s it costs.
-func (b *bench) accessLogCost() (string, bool) {
+// costs are what a feature costs, each one mode against another that
+// differs from it in that feature alone.
+var costs = []struct{ what, on, off string }{
+	{"the access log", "memory", "memory-nolog"},
+	{"tracing, every request sampled", "memory-tracing", "memory"},
+}
+
+// featureCosts are the costs (costOf) of the modes measured.
+func (b *bench) featureCosts() []string {
+	var out []string
+	for _, c := range costs {
+		if s, ok := b.costOf(c.what, c.on, c.off); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// costOf compares mode onName with offName: the median CPU per request
+// the feature what adds, and the share of requests/s it costs.
+func (b *bench) costOf(what, onName, offName string) (string, bool) {
 	on, off := -1, -1
 	for i, t := range b.targets {
 		switch t.name {
-		case "memory":
+		case onName:
 			on = i
-		case "memory-nolog":
+		case offName:
 			off = i
 		}
 	}
@@ -63,8 +81,8 @@ func (b *bench) accessLogCost() (string, bool) {
 		rps = append(rps, 1-rs[on].rps/rs[off].rps)
 	}
 	c, r := median(cpu), median(rps)
-	s := fmt.Sprintf("the access log (memory against memory-nolog, median over rounds): %s CPU per request, %.0f%% of requests/s",
-		signedUs(c), 100*r)
+	s := fmt.Sprintf("%s (%s against %s, median over rounds): %s CPU per request, %.0f%% of requests/s",
+		what, onName, offName, signedUs(c), 100*r)
 	if c <= 0 || r <= 0 {
 		s += " (below the noise of this run)"
 	}
@@ -86,8 +104,8 @@ func (b *bench) printSummary() {
 	for _, r := range b.summary() {
 		tw.row(r)
 	}
-	if s, ok := b.accessLogCost(); ok {
-		fmt.Fprintf(b.out, "%s\n", s)
+	for _, s := range b.featureCosts() {
+		fmt.Fprintf(b.out, "cost of %s\n", s)
 	}
 }
 
@@ -203,12 +221,13 @@ func (b *bench) markdown() string {
 		"  over the requests it served. The load generator (Go net/http, keep-alive, one connection\n" +
 		"  per worker), the backend and the authorization server run in the bench process, which is\n" +
 		"  not counted. Every gateway logs at the default level with the access log on (but\n" +
-		"  memory-nolog), to a pipe the bench reads. On a shared machine CPU/req is steadier than\n" +
+		"  memory-nolog), to a pipe the bench reads; memory-tracing exports its spans to a receiver\n" +
+		"  in the bench process. On a shared machine CPU/req is steadier than\n" +
 		"  req/s: it does not depend on who else had the cores.\n\n")
 
 	fmt.Fprintf(&m, "## Summary: median over %s\n\n", rounds(len(b.results)))
 	m.WriteString(mdTable(summaryHeader, b.summary()))
-	if s, ok := b.accessLogCost(); ok {
+	for _, s := range b.featureCosts() {
 		m.WriteString("\nCost of " + s + ".\n")
 	}
 	for r, rs := range b.results {
