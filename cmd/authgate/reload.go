@@ -104,6 +104,7 @@ func restartOnly(old, cfg *fileConfig) []string {
 	check("limits.read_header_timeout", ol.ReadHeaderTimeout, nl.ReadHeaderTimeout)
 	check("limits.idle_timeout", ol.IdleTimeout, nl.IdleTimeout)
 	check("limits.max_header_bytes", ol.MaxHeaderBytes, nl.MaxHeaderBytes)
+	check("tracing", old.Tracing, cfg.Tracing) // the TracerProvider is the process's
 	return keys
 }
 
@@ -113,6 +114,7 @@ func keepRestartOnly(old, cfg *fileConfig) {
 	cfg.Listen, cfg.Metrics, cfg.Log.Format = old.Listen, old.Metrics, old.Log.Format
 	cfg.Session.Store, cfg.Session.Redis = old.Session.Store, old.Session.Redis
 	cfg.Limits.ReadHeaderTimeout, cfg.Limits.IdleTimeout, cfg.Limits.MaxHeaderBytes = old.Limits.ReadHeaderTimeout, old.Limits.IdleTimeout, old.Limits.MaxHeaderBytes
+	cfg.Tracing = old.Tracing
 }
 
 // reloader re-reads path on SIGHUP or when the file changes.

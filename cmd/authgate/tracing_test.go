@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -265,5 +266,19 @@ func TestExampleTracingSection(t *testing.T) {
 	}
 	if c := cfg.Tracing; c.Enabled == nil || !*c.Enabled || c.Endpoint == "" || c.SampleRatio == nil || c.ServiceName != "authgate" {
 		t.Errorf("the example's tracing section parsed as %+v", c)
+	}
+}
+
+// TestTracingNeedsRestart: the TracerProvider is the process's, so a
+// reload that changes the tracing section says it needs a restart and
+// keeps the running one.
+func TestTracingNeedsRestart(t *testing.T) {
+	old, cfg := &fileConfig{}, &fileConfig{Tracing: tracingConfig{Endpoint: "http://collector:4318"}}
+	if keys := restartOnly(old, cfg); !slices.Contains(keys, "tracing") {
+		t.Errorf("restart-only keys of a tracing change: %q, want tracing", keys)
+	}
+	keepRestartOnly(old, cfg)
+	if cfg.Tracing.Endpoint != "" || len(restartOnly(old, cfg)) != 0 {
+		t.Errorf("after keepRestartOnly: tracing %+v", cfg.Tracing)
 	}
 }
