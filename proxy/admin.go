@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/authgate/authgate/upstream"
@@ -51,7 +52,7 @@ func (s *Server) Revoke(ctx context.Context, upstreamName, sub, sid string) (int
 		if upstreamName != "" && p.label() != upstreamName || p.issuer == "" {
 			continue
 		}
-		if !contains(issuers, p.issuer) {
+		if !slices.Contains(issuers, p.issuer) {
 			issuers = append(issuers, p.issuer)
 		}
 	}
@@ -68,15 +69,6 @@ func (s *Server) Revoke(ctx context.Context, upstreamName, sub, sid string) (int
 	}
 	s.log.InfoContext(ctx, "sessions revoked by an operator", "upstream", upstreamName, "sub", sub, "sid", sid != "", "sessions", total)
 	return total, nil
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // AdminHandler is the operators' API, for the metrics listener only; nil

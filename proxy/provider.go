@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -95,11 +96,7 @@ func (p *provider) stamp(sess *session.Session) {
 // name order; cookie is the default session cookie's name.
 func newProviders(def *upstream.Client, named map[string]*upstream.Client, cookie string) ([]*provider, error) {
 	ps := []*provider{{up: def, issuer: def.Config().Issuer, cookie: cookie, callback: "/callback"}}
-	names := make([]string, 0, len(named))
-	for n := range named {
-		names = append(names, n)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(named))
 	for _, n := range names {
 		if err := ValidUpstreamName(n); err != nil {
 			return nil, fmt.Errorf("upstreams.%s: %w", n, err)
@@ -160,13 +157,9 @@ func (s *Server) sessionCookies() []string {
 	return names
 }
 
-// names lists the named upstreams, for an error message.
+// upstreamNames lists the named upstreams, for an error message.
 func upstreamNames(named map[string]*upstream.Client) string {
-	names := make([]string, 0, len(named))
-	for n := range named {
-		names = append(names, n)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(named))
 	if len(names) == 0 {
 		return "none"
 	}
