@@ -60,6 +60,14 @@ func (s *keySet) lookup(ctx context.Context, kid, alg string) (any, error) {
 		return nil, fmt.Errorf("%w (kid %q)", errUnknownKey, kid)
 	}
 	if _, err, _ := s.flights.Do("jwks", func() (any, error) {
+		// A caller that saw the set stale may arrive just after another
+		// flight ended: it must not start a second fetch within the interval.
+		s.mu.RLock()
+		fresh := s.keys != nil && s.c.now().Sub(s.fetched) < refetchInterval
+		s.mu.RUnlock()
+		if fresh {
+			return nil, nil
+		}
 		return nil, s.refresh(context.WithoutCancel(ctx))
 	}); err != nil {
 		return nil, err
