@@ -36,10 +36,13 @@ func (s *Server) newReverseProxy(rt *route, transport http.RoundTripper) *httput
 	identity := on(rt.cfg.IdentityHeaders, true)
 	passHost := on(rt.cfg.PassHostHeader, true)
 	ours := append(s.sessionCookies(), s.cookies.binding, s.cookies.signedOut)
+	uploadsBound := s.cfg.Limits.UploadTimeout > 0
 	modify := func(resp *http.Response) error {
 		// A backend that answered a cut-off upload answered half a
-		// request: the client hears 408, not that answer.
-		if uploadCutOff(resp.Request) {
+		// request: the client hears 408, not that answer. Only bound
+		// uploads are looked for: the search walks the request's
+		// context chain.
+		if uploadsBound && uploadCutOff(resp.Request) {
 			return errUploadCutOff
 		}
 		// The request has one id, the one the backend was sent; a

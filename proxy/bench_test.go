@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,6 +204,8 @@ func BenchmarkForwardAuthMemoryStore(b *testing.B) {
 	g := e.gateway(gatewayOptions{mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
 		off := false
 		pc.AccessLog = &off
+		pc.ForwardAuth.Enabled = true // off by default, and for trusted proxies only
+		pc.TrustedProxies = []string{"127.0.0.1"}
 	}})
 	br := newBrowser(b)
 	br.login(b, g, "/")
@@ -274,4 +279,68 @@ func runParallel(b *testing.B, u, cookie string) {
 			}
 		}
 	})
+}
+
+// BenchmarkParallelBareCarrying is BenchmarkParallelBare carrying what
+// BenchmarkParallelGatewayRedisStore's requests carry: the client's
+// session cookie, and to the backend the gateway's headers (the bearer
+// token, identity headers, the request id), copied from a real answer;
+// the client gets the gateway's extra answer headers. The gap between it
+// and the bare proxy is the cost of the bytes; the gap between it and the
+// gateway is the cost of authenticating.
+func BenchmarkParallelBareCarrying(b *testing.B) {
+	e := newEnv(b, envOptions{redis: true})
+	var seen http.Header
+	var once sync.Once
+	e.backend.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { seen = r.Header.Clone() })
+		io.WriteString(w, "ok")
+	})
+	off := false
+	g := e.gateway(gatewayOptions{logInfo: true, mutate: func(pc *proxy.Config, _ *session.Config, _ *upstream.Config) {
+		pc.AccessLog = &off
+	}})
+	br := newBrowser(b)
+	br.login(b, g, "/")
+	cookie := "_authgate=" + br.cookie(b, g.URL, "_authgate")
+	req, _ := http.NewRequest(http.MethodGet, g.URL+"/app", nil)
+	req.Header.Set("Cookie", cookie)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	answer := resp.Header.Clone()
+	for _, k := range []string{"Date", "Content-Length", "Content-Type"} {
+		delete(answer, k)
+	}
+	backend := newBackendQuiet(b)
+	target, _ := url.Parse(backend.URL)
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+			for k, v := range seen {
+				if _, ok := pr.Out.Header[k]; !ok {
+					pr.Out.Header[k] = v
+				}
+			}
+		},
+		ModifyResponse: func(r *http.Response) error {
+			for k, v := range answer {
+				r.Header[k] = v
+			}
+			return nil
+		},
+		Transport:  proxy.NewTransport(),
+		BufferPool: proxy.NewBufferPool(),
+	}
+	front := httptest.NewServer(rp)
+	b.Cleanup(front.Close)
+	var n int
+	for k, v := range seen {
+		n += len(k) + len(v[0]) + 4
+	}
+	b.Logf("backend request headers: %d bytes; %v extra in the answer", n, slices.Sorted(maps.Keys(answer)))
+	runParallel(b, front.URL+"/app", cookie)
 }

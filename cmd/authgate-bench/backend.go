@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -26,6 +27,9 @@ const (
 	// hdrBearer is "1" when the request carried Authorization: Bearer with
 	// a token, "0" otherwise. The token itself is never echoed.
 	hdrBearer = "X-Bench-Bearer"
+	// hdrCapture asks the backend to keep the request's headers: how the
+	// bench learns what a gateway sends, for the bare-carrying target.
+	hdrCapture = "X-Bench-Capture"
 )
 
 // traceReceiverPath is where the backend takes OTLP/HTTP trace exports
@@ -42,6 +46,9 @@ type backend struct {
 	bearer atomic.Int64
 	// exports counts the trace exports received.
 	exports atomic.Int64
+	// captured holds the headers of the last request that asked
+	// (hdrCapture).
+	captured atomic.Pointer[http.Header]
 }
 
 // startBackend serves the backend on addr (host:port; port 0 picks one).
@@ -60,6 +67,11 @@ func startBackend(addr string) (*backend, error) {
 			return
 		}
 		b.hits.Add(1)
+		if _, ok := r.Header[hdrCapture]; ok {
+			c := r.Header.Clone()
+			delete(c, hdrCapture)
+			b.captured.Store(&c)
+		}
 		h := w.Header()
 		h[hdrBackend] = []string{"1"}
 		if a := r.Header.Get("Authorization"); len(a) > len("Bearer ") && strings.EqualFold(a[:len("Bearer ")], "Bearer ") {
@@ -86,13 +98,26 @@ const bareProxyFlag = "-internal-bare-proxy"
 // on listen to backendURL with the gateway's own transport settings
 // (proxy.NewTransport) and, like the gateway's, a pool of copy buffers:
 // the fair baseline, so that the ratio is the cost of authentication and
-// not of ReverseProxy's default 32 KiB allocation per request. It runs
-// until SIGTERM.
-func serveBareProxy(listen, backendURL string) int {
+// not of ReverseProxy's default 32 KiB allocation per request. With
+// carrying (the path of a JSON carried, see carryingTarget) it also sends the
+// backend a gateway's headers and the client a gateway's extra answer
+// headers, authenticating nothing. It runs until SIGTERM.
+func serveBareProxy(listen, backendURL, carrying string) int {
 	target, err := url.Parse(backendURL)
 	if err != nil {
 		os.Stderr.WriteString("bare proxy: bad backend URL\n")
 		return 2
+	}
+	var extra carried
+	if carrying != "" {
+		data, err := os.ReadFile(carrying)
+		if err == nil {
+			err = json.Unmarshal(data, &extra)
+		}
+		if err != nil {
+			os.Stderr.WriteString("bare proxy: bad headers to carry\n")
+			return 2
+		}
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -100,9 +125,25 @@ func serveBareProxy(listen, backendURL string) int {
 		return 1
 	}
 	rp := &httputil.ReverseProxy{
-		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+			for k, v := range extra.Request {
+				if _, ok := pr.Out.Header[k]; !ok {
+					pr.Out.Header[k] = v
+				}
+			}
+		},
 		Transport:  proxy.NewTransport(),
 		BufferPool: proxy.NewBufferPool(),
+	}
+	if len(extra.Answer) > 0 {
+		rp.ModifyResponse = func(resp *http.Response) error {
+			for k, v := range extra.Answer {
+				resp.Header[k] = v
+			}
+			return nil
+		}
 	}
 	// The gateway's own server limits (config.example.yaml's defaults).
 	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
@@ -114,4 +155,11 @@ func serveBareProxy(listen, backendURL string) int {
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	return 0
+}
+
+// carried are the headers a bare-carrying proxy adds: to the request it
+// sends the backend, and to the answer it gives the client.
+type carried struct {
+	Request http.Header `json:"request"`
+	Answer  http.Header `json:"answer"`
 }

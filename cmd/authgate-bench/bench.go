@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,6 +157,14 @@ func (b *bench) setUp(ctx context.Context) error {
 		fmt.Fprintf(b.progress, "authgate %-14s ready in %s, request checked\n", m.name, ms(t.coldStart))
 		b.targets = append(b.targets, t)
 	}
+	if of := b.carriedMode(); of != nil {
+		c, err := b.carryingTarget(ctx, of)
+		if err != nil {
+			return fmt.Errorf("bare-carrying: %w", err)
+		}
+		fmt.Fprintf(b.progress, "bare-carrying (%s's bytes) ready, request checked\n", of.name)
+		b.targets = slices.Insert(b.targets, 1, c)
+	}
 	for _, p := range b.opts.peers {
 		t, err := b.peerTarget(ctx, p)
 		if err != nil {
@@ -192,6 +203,12 @@ func (b *bench) buildAuthgate(ctx context.Context) error {
 
 // bareTarget re-executes this binary as the bare reverse proxy.
 func (b *bench) bareTarget(ctx context.Context) (*target, error) {
+	return b.startBare(ctx, "bare", "httputil.ReverseProxy with proxy.NewTransport(), no auth: the baseline")
+}
+
+// startBare starts a bare proxy, carrying what the file carrying names
+// (none when empty).
+func (b *bench) startBare(ctx context.Context, name, about string, carrying ...string) (*target, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -200,16 +217,97 @@ func (b *bench) bareTarget(ctx context.Context) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	proc, err := b.startChild("bare proxy", exec.Command(self, bareProxyFlag, addr, b.backend.URL), false)
+	args := append([]string{bareProxyFlag, addr, b.backend.URL}, carrying...)
+	proc, err := b.startChild(name+" proxy", exec.Command(self, args...), false)
 	if err != nil {
 		return nil, err
 	}
-	t := &target{name: "bare", about: "httputil.ReverseProxy with proxy.NewTransport(), no auth: the baseline",
-		url: "http://" + addr + "/app", pid: proc.pid(), proc: proc, client: newLoadClient(b.opts.concurrency)}
+	t := &target{name: name, about: about, url: "http://" + addr + "/app", header: http.Header{},
+		pid: proc.pid(), proc: proc, client: newLoadClient(b.opts.concurrency)}
 	if _, err := waitHTTP(ctx, proc, t.url, func(s int) bool { return s == 200 }, time.Now(), 10*time.Second); err != nil {
 		return nil, err
 	}
 	return t, t.check(ctx)
+}
+
+// carryingTarget is a bare proxy that carries what the session mode of
+// target of carries, authenticating nothing: the client sends the same
+// cookies, the backend gets the headers the gateway sent it (the bearer
+// token, the identity headers, the request id), the client the headers
+// the gateway added to the backend's answer. Against bare it is the cost
+// of the bytes any token-injecting gateway moves; against of, the cost of
+// authenticating.
+func (b *bench) carryingTarget(ctx context.Context, of *target) (*target, error) {
+	bare, err := b.request(ctx, b.targets[0], nil)
+	if err != nil {
+		return nil, err
+	}
+	req := of.header.Clone()
+	req.Set(hdrCapture, "1")
+	gw, err := b.request(ctx, of, req)
+	if err != nil {
+		return nil, err
+	}
+	c := b.backend.captured.Load()
+	if c == nil {
+		return nil, errors.New("the backend did not see the gateway's request")
+	}
+	extra := carried{Request: *c, Answer: http.Header{}}
+	for k, v := range gw {
+		if _, ok := bare[k]; !ok {
+			extra.Answer[k] = v
+		}
+	}
+	data, err := json.Marshal(extra)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(b.dir, "carried.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return nil, err
+	}
+	t, err := b.startBare(ctx, "bare-carrying", fmt.Sprintf("httputil.ReverseProxy as bare, carrying %s's bytes: its cookie from the client, "+
+		"the gateway's headers to the backend (bearer token, identity, request id), its extra answer headers; no auth", of.name), path)
+	if err != nil {
+		return nil, err
+	}
+	t.header, t.bearer = of.header, true
+	return t, t.check(ctx)
+}
+
+// carriedMode is the session mode bare-carrying copies: redis, else
+// memory, else none.
+func (b *bench) carriedMode() *target {
+	for _, name := range []string{"redis", "memory"} {
+		for _, t := range b.targets {
+			if t.name == name {
+				return t
+			}
+		}
+	}
+	return nil
+}
+
+// request sends t's request with header h (t's own when nil) and
+// returns the answer's headers.
+func (b *bench) request(ctx context.Context, t *target, h http.Header) (http.Header, error) {
+	req, err := t.request(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if h != nil {
+		req.Header = h
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return nil, safeErr(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err := t.verify(resp); err != nil {
+		return nil, fmt.Errorf("%s: %w", t.name, err)
+	}
+	return resp.Header, nil
 }
 
 // round measures every target once, in order, and prints each row as it

@@ -13,8 +13,8 @@ import (
 func TestMain(m *testing.M) {
 	// The bench re-executes its own binary as the bare proxy: here, the
 	// test binary.
-	if len(os.Args) == 4 && os.Args[1] == bareProxyFlag {
-		os.Exit(serveBareProxy(os.Args[2], os.Args[3]))
+	if (len(os.Args) == 4 || len(os.Args) == 5) && os.Args[1] == bareProxyFlag {
+		os.Exit(serveBareProxy(os.Args[2], os.Args[3], strings.Join(os.Args[4:], "")))
 	}
 	os.Exit(m.Run())
 }
@@ -35,13 +35,13 @@ func TestWholeRun(t *testing.T) {
 	if !ok {
 		t.Fatalf("no summary in the output:\n%s", out)
 	}
-	for _, name := range append([]string{"bare"}, modeNames()...) {
+	for _, name := range append([]string{"bare", "bare-carrying"}, modeNames()...) {
 		ratio, ok := ratioOf(summary, name)
 		if !ok || ratio <= 0 {
 			t.Errorf("summary: no ratio for %s, want one > 0:\n%s", name, summary)
 		}
 	}
-	for _, want := range []string{"cost of the access log", "cost of tracing", "Redis used_memory per session", "gateway RSS", "cold start"} {
+	for _, want := range []string{"cost of the access log", "cost of tracing", "cost of carrying a session's bytes", "cost of authenticating the session (redis against bare-carrying", "Redis used_memory per session", "gateway RSS", "cold start"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -50,7 +50,7 @@ func TestWholeRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Summary", "### Round 1", "## Sessions at scale", "## Cold start", "noisy", "| forward-auth |"} {
+	for _, want := range []string{"## Summary", "### Round 1", "## Sessions at scale", "## Cold start", "noisy", "| forward-auth |", "| `bare-carrying` |"} {
 		if !strings.Contains(string(report), want) {
 			t.Errorf("%s lacks %q", md, want)
 		}

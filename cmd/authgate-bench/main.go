@@ -28,8 +28,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) == 4 && os.Args[1] == bareProxyFlag {
-		os.Exit(serveBareProxy(os.Args[2], os.Args[3]))
+	if (len(os.Args) == 4 || len(os.Args) == 5) && os.Args[1] == bareProxyFlag {
+		os.Exit(serveBareProxy(os.Args[2], os.Args[3], strings.Join(os.Args[4:], "")))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -51,6 +51,14 @@ var costs = []struct{ what, on, off string }{
 // featureCosts are the costs (costOf) of the modes measured.
 func (b *bench) featureCosts() []string {
 	var out []string
+	if of := b.carriedMode(); of != nil {
+		if s, ok := b.costOf("carrying a session's bytes, authenticating nothing", "bare-carrying", "bare"); ok {
+			out = append(out, s)
+		}
+		if s, ok := b.costOf("authenticating the session", of.name, "bare-carrying"); ok {
+			out = append(out, s)
+		}
+	}
 	for _, c := range costs {
 		if s, ok := b.costOf(c.what, c.on, c.off); ok {
 			out = append(out, s)
@@ -215,6 +223,11 @@ func (b *bench) markdown() string {
 	m.WriteString("\n- **× bare**: requests/s over the bare proxy's in the same round (the fair baseline: the\n" +
 		"  same transport settings as authgate, no authentication). forward-auth makes no backend\n" +
 		"  trip, so compare it loosely.\n" +
+		"- **bare-carrying** is the bare proxy moving the bytes a session mode moves (the client's\n" +
+		"  cookie; to the backend the gateway's bearer token, identity headers and request id; the\n" +
+		"  request id back), authenticating nothing: the floor of any gateway that injects a token.\n" +
+		"  bare-carrying against bare is the cost of those bytes (HTTP parsing and copying in all three\n" +
+		"  processes); the session mode against bare-carrying is the cost of authenticating.\n" +
 		"- **× range**: the lowest and highest ratio over the rounds.\n" +
 		"- **+p99**: p99 latency added over the bare proxy's in the same round.\n" +
 		"- **CPU/req**: user + system CPU time of the process serving the target (`/proc/PID/stat`)\n" +
