@@ -310,26 +310,30 @@ func (b *bench) request(ctx context.Context, t *target, h http.Header) (http.Hea
 	return resp.Header, nil
 }
 
-// round measures every target once, in order, and prints each row as it
-// completes.
+// round measures every target once and prints the round's rows. Round r
+// starts at target r (mod the count) and goes on in order: a target's
+// place in a round changed its figures by more than 10% in some runs
+// (whatever ran before it, the machine's state), so every target takes
+// every place over enough rounds.
 func (b *bench) round(ctx context.Context, r int) error {
-	fmt.Fprintf(b.out, "\nround %d of %d (%d connections, %s per target after a %s warm-up)\n",
-		r+1, b.opts.rounds, b.opts.concurrency, b.opts.duration, b.opts.warmup)
-	tw := newTextTable(b.out, b.nameWidth(), resultHeader)
-	rs := make([]result, len(b.targets))
-	for i, t := range b.targets {
+	n := len(b.targets)
+	fmt.Fprintf(b.out, "\nround %d of %d (%d connections, %s per target after a %s warm-up, from %s)\n",
+		r+1, b.opts.rounds, b.opts.concurrency, b.opts.duration, b.opts.warmup, b.targets[r%n].name)
+	rs := make([]result, n)
+	for k := range n {
+		i := (r + k) % n
+		t := b.targets[i]
 		res, err := b.measure(ctx, t)
 		if err != nil {
 			return t.proc.failure(fmt.Errorf("round %d, %s: %w", r+1, t.name, err))
 		}
-		bare := rs[0]
-		if i == 0 {
-			bare = res
-		}
-		res.ratio = res.rps / bare.rps
-		res.addedP99 = res.p99 - bare.p99
 		rs[i] = res
-		tw.row(resultRow(t.name, res))
+	}
+	tw := newTextTable(b.out, b.nameWidth(), resultHeader)
+	for i, t := range b.targets {
+		rs[i].ratio = rs[i].rps / rs[0].rps
+		rs[i].addedP99 = rs[i].p99 - rs[0].p99
+		tw.row(resultRow(t.name, rs[i]))
 	}
 	b.results = append(b.results, rs)
 	return nil

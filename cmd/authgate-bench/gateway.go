@@ -55,7 +55,8 @@ type mode struct {
 	tracing bool
 }
 
-// modes are authgate's modes in the order of every round.
+// modes are authgate's modes, in the order of the report (and of every
+// round, which starts at a different target each time).
 var modes = []mode{
 	{name: "memory", about: "browser session, memory store", store: "memory", grant: "authorization_code", creds: credSession},
 	{name: "memory-nolog", about: "as memory, with access_log: false", store: "memory", grant: "authorization_code", creds: credSession, noAccessLog: true},

@@ -161,22 +161,36 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
-// rss returns the resident set size of process pid (VmRSS), in bytes.
-func rss(pid int) (int64, error) {
+// memory is a process's resident memory, in bytes.
+type memory struct {
+	rss  int64 // VmRSS: all of it
+	anon int64 // RssAnon: the heap, stacks and the runtime's own
+	file int64 // RssFile: the binary's (and libraries') pages read in, shared and reclaimable
+}
+
+// rss reads the resident memory of process pid from /proc/PID/status.
+func rss(pid int) (memory, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, err
+		return memory{}, err
 	}
+	var m memory
+	fields := map[string]*int64{"VmRSS:": &m.rss, "RssAnon:": &m.anon, "RssFile:": &m.file}
 	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return 0, errors.New("malformed VmRSS")
+		for name, p := range fields {
+			if v, ok := strings.CutPrefix(line, name); ok {
+				kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				if err != nil {
+					return memory{}, errors.New("malformed " + name)
+				}
+				*p = kb << 10
 			}
-			return kb << 10, nil
 		}
 	}
-	return 0, errors.New("no VmRSS")
+	if m.rss == 0 {
+		return memory{}, errors.New("no VmRSS")
+	}
+	return m, nil
 }
 
 // tail keeps the last max bytes written to it: a child's output, for the

@@ -21,7 +21,7 @@ type scaleResult struct {
 	sessions   int
 	served     int           // distinct cookies sent once each
 	perSession int64         // Redis used_memory per session, bytes
-	rss        int64         // the gateway's VmRSS after serving them, bytes
+	rss        memory        // the gateway's after serving them
 	coldStart  time.Duration // of that gateway
 	create     time.Duration // creating the sessions
 	serve      time.Duration // serving the sample
