@@ -133,7 +133,7 @@ func (c *sessionCache) put(key string, t *Ticket, s *Session, v Version, gen uin
 	if c == nil || !c.up.Load() {
 		return
 	}
-	e := &cacheEntry{key: t.key, sess: *s, ver: v, expires: c.now().Add(c.ttl)}
+	e := &cacheEntry{key: t.key, sess: *s, ver: v.digestOnly(), expires: c.now().Add(c.ttl)}
 	e.sess.derived = &derivedValue{}
 	sh := c.shardOf(key)
 	sh.mu.Lock()

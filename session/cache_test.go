@@ -275,3 +275,68 @@ func (c *sessionCache) len() int {
 	}
 	return n
 }
+
+// TestTouchFromCache: a session served from the cache carries only its
+// record's digest. Its Touch reads the record again: unchanged, the touch
+// is written; changed by another replica meanwhile (an invalidation not
+// yet arrived), the other's write stands and the stale copy goes.
+func TestTouchFromCache(t *testing.T) {
+	clk := newFakeClock()
+	mem := NewMemoryStore(clk.Now, 0)
+	store := &countingStore{Store: mem}
+	cfg := testConfig(t)
+	m := newManager(t, cfg, store, clk.Now)
+	other := newManager(t, cfg, mem, clk.Now) // another replica, on the same store
+	ctx := t.Context()
+	tk, err := m.Create(ctx, testSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// cached reads the session so that it comes from the cache and needs
+	// a touch: read from the store shortly before the touch interval
+	// ends, then again from the cache just after.
+	cached := func() (*Session, Version) {
+		t.Helper()
+		clk.Advance(m.TouchInterval() - 500*time.Millisecond)
+		if _, v, err := m.Load(ctx, tk); err != nil || v.digest {
+			t.Fatalf("Load from the store: %v (digest only: %t)", err, v.digest)
+		}
+		clk.Advance(600 * time.Millisecond)
+		s, v, err := m.Load(ctx, tk)
+		if err != nil || !v.digest || v.raw != nil {
+			t.Fatalf("Load from the cache: %v (digest only: %t, record held: %t)", err, v.digest, v.raw != nil)
+		}
+		return s, v
+	}
+
+	s, v := cached()
+	gets, writes := store.gets.Load(), store.writes.Load()
+	if err := m.Touch(ctx, tk, s, v); err != nil {
+		t.Fatalf("Touch: %v", err)
+	}
+	if g, w := store.gets.Load()-gets, store.writes.Load()-writes; g != 1 || w != 1 {
+		t.Errorf("Touch from the cache: %d reads and %d writes, want 1 and 1", g, w)
+	}
+	if got, _, err := other.Load(ctx, tk); err != nil || !got.LastSeen.Equal(clk.Now()) {
+		t.Fatalf("after Touch: LastSeen %v (%v), want %v", got.LastSeen, err, clk.Now())
+	}
+
+	s, v = cached()
+	theirs, tv, err := other.Load(ctx, tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs.Token.AccessToken = "CANARY-REFRESHED-elsewhere"
+	if _, err := other.Replace(ctx, tk, theirs, tv); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Touch(ctx, tk, s, v); err != nil {
+		t.Fatalf("Touch of a stale copy: %v, want nil (the other write wins)", err)
+	}
+	for name, mgr := range map[string]*Manager{"the other replica": newManager(t, cfg, mem, clk.Now), "this replica": m} {
+		got, _, err := mgr.Load(ctx, tk)
+		if err != nil || got.Token.AccessToken != "CANARY-REFRESHED-elsewhere" {
+			t.Errorf("%s reads access token %q (%v), want the other replica's", name, got.Token.AccessToken.Reveal(), err)
+		}
+	}
+}

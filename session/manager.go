@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -11,8 +12,23 @@ import (
 
 // Version identifies the stored state of a session as Load read it; Replace
 // and Touch write only if the session is still in that state. It is opaque.
+//
+// A session from the cache has a Version of digest only: the record
+// itself would add a third to each entry's memory. A write from it reads
+// the record again and compares digests first, one more store call, which
+// only Touch makes (at most once per TouchInterval).
 type Version struct {
-	raw []byte // the stored ciphertext as read
+	raw    []byte            // the stored ciphertext as read; nil when digestOnly
+	sum    [sha256.Size]byte // of raw, when digestOnly
+	digest bool              // only sum is known
+}
+
+// digestOnly returns v without its record.
+func (v Version) digestOnly() Version {
+	if v.digest {
+		return v
+	}
+	return Version{sum: sha256.Sum256(v.raw), digest: true}
 }
 
 // Manager creates, loads, updates and refreshes sessions in a Store and
@@ -263,11 +279,25 @@ func (m *Manager) write(ctx context.Context, t *Ticket, s *Session, v Version, n
 	if err != nil {
 		return Version{}, err
 	}
+	old := v.raw
+	if v.digest {
+		cur, err := m.store.Get(ctx, key)
+		if errors.Is(err, ErrNotFound) {
+			return Version{}, ErrConflict // gone since it was read
+		}
+		if err != nil {
+			return Version{}, fmt.Errorf("session: write: %w", err)
+		}
+		if sha256.Sum256(cur) != v.sum {
+			return Version{}, ErrConflict
+		}
+		old = cur
+	}
 	gen := m.cache.generation(key)
 	if publish {
 		m.cache.invalidate(key)
 	}
-	swapped, err := m.store.CompareAndSwap(ctx, key, v.raw, record, ttl)
+	swapped, err := m.store.CompareAndSwap(ctx, key, old, record, ttl)
 	if err != nil {
 		if publish {
 			m.announce(ctx, key) // the write may have reached the store
