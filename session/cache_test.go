@@ -285,6 +285,7 @@ func TestTouchFromCache(t *testing.T) {
 	mem := NewMemoryStore(clk.Now, 0)
 	store := &countingStore{Store: mem}
 	cfg := testConfig(t)
+	cfg.IdleTimeout, cfg.Cache.TTL = 30*time.Minute, time.Second // a touch interval of 1m; the margins below are 0.5 s
 	m := newManager(t, cfg, store, clk.Now)
 	other := newManager(t, cfg, mem, clk.Now) // another replica, on the same store
 	ctx := t.Context()
@@ -330,8 +331,12 @@ func TestTouchFromCache(t *testing.T) {
 	if _, err := other.Replace(ctx, tk, theirs, tv); err != nil {
 		t.Fatal(err)
 	}
+	gets, writes = store.gets.Load(), store.writes.Load()
 	if err := m.Touch(ctx, tk, s, v); err != nil {
 		t.Fatalf("Touch of a stale copy: %v, want nil (the other write wins)", err)
+	}
+	if g, w := store.gets.Load()-gets, store.writes.Load()-writes; g != 1 || w != 0 {
+		t.Errorf("Touch of a stale copy: %d reads and %d writes, want 1 and 0", g, w)
 	}
 	for name, mgr := range map[string]*Manager{"the other replica": newManager(t, cfg, mem, clk.Now), "this replica": m} {
 		got, _, err := mgr.Load(ctx, tk)
