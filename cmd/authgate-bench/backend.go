@@ -128,6 +128,9 @@ func serveBareProxy(listen, backendURL, carrying string) int {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
+			// The gateway's own cookie never reaches the backend: send
+			// what the gateway sent, no more.
+			delete(pr.Out.Header, "Cookie")
 			for k, v := range extra.Request {
 				if _, ok := pr.Out.Header[k]; !ok {
 					pr.Out.Header[k] = v

@@ -252,11 +252,17 @@ func (b *bench) carryingTarget(ctx context.Context, of *target) (*target, error)
 	if c == nil {
 		return nil, errors.New("the backend did not see the gateway's request")
 	}
-	extra := carried{Request: *c, Answer: http.Header{}}
+	extra := carried{Request: c.Clone(), Answer: http.Header{}}
 	for k, v := range gw {
 		if _, ok := bare[k]; !ok {
 			extra.Answer[k] = v
 		}
+	}
+	// Only end-to-end headers that describe no particular message.
+	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Set-Cookie"} {
+		delete(extra.Request, k)
+		delete(extra.Answer, k)
 	}
 	data, err := json.Marshal(extra)
 	if err != nil {
@@ -268,6 +274,7 @@ func (b *bench) carryingTarget(ctx context.Context, of *target) (*target, error)
 	}
 	t, err := b.startBare(ctx, "bare-carrying", fmt.Sprintf("httputil.ReverseProxy as bare, carrying %s's bytes: its cookie from the client, "+
 		"the gateway's headers to the backend (bearer token, identity, request id), its extra answer headers; no auth", of.name), path)
+	os.Remove(path) // read at start: the bearer token stays on disk no longer
 	if err != nil {
 		return nil, err
 	}
@@ -311,10 +318,11 @@ func (b *bench) request(ctx context.Context, t *target, h http.Header) (http.Hea
 }
 
 // round measures every target once and prints the round's rows. Round r
-// starts at target r (mod the count) and goes on in order: a target's
-// place in a round changed its figures by more than 10% in some runs
-// (whatever ran before it, the machine's state), so every target takes
-// every place over enough rounds.
+// starts at target r (mod the count) and goes on in order, every other
+// round backwards: a target's place in a round changed its figures by
+// more than 10% in some runs (whatever ran before it, the machine's
+// state), so over enough rounds every target takes other places and
+// follows other targets.
 func (b *bench) round(ctx context.Context, r int) error {
 	n := len(b.targets)
 	fmt.Fprintf(b.out, "\nround %d of %d (%d connections, %s per target after a %s warm-up, from %s)\n",
@@ -322,6 +330,9 @@ func (b *bench) round(ctx context.Context, r int) error {
 	rs := make([]result, n)
 	for k := range n {
 		i := (r + k) % n
+		if r%2 == 1 { // every other round backwards: a new predecessor too
+			i = ((r-k)%n + n) % n
+		}
 		t := b.targets[i]
 		res, err := b.measure(ctx, t)
 		if err != nil {

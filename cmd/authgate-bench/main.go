@@ -85,7 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.concurrency, "c", 50, "concurrent keep-alive connections (workers) per target")
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured duration of each run")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each run")
-	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds: every target once per round, each round starting one target later")
+	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds: every target once per round, each round starting one target later, every other one backwards")
 	fs.IntVar(&o.sessions, "sessions", 100000, "sessions to create in Redis for the sessions-at-scale figures; 0 skips them")
 	fs.IntVar(&o.sample, "sample", 10000, "of those, how many distinct cookies the gateway serves once each before its RSS is read")
 	fs.StringVar(&o.output, "o", "", "also write the results as Markdown to this file (e.g. BENCHMARKS.md)")

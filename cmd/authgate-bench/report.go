@@ -217,7 +217,8 @@ func (b *bench) markdown() string {
 		"through: the backend's 200 with the injected bearer token (forward-auth: 202 with an\n" +
 		"`Authorization` header). The rounds are interleaved (every target once per round), so a slow\n" +
 		"minute of the machine hurts all targets alike, and rotated (round 1 starts with the first\n" +
-		"target below, round 2 with the second...), so no target always follows the same one.\n\n")
+		"target below and goes down the list, round 2 starts with the second and goes up it, ...),\n" +
+		"so a target's place in the round and the target before it change from round to round.\n\n")
 	about := [][]string{}
 	for _, t := range b.targets {
 		about = append(about, []string{"`" + t.name + "`", t.about})
