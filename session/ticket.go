@@ -37,7 +37,7 @@ func NewTicket() (Ticket, error) {
 	if _, err := rand.Read(t.key[:]); err != nil {
 		return Ticket{}, fmt.Errorf("session: new ticket: %w", err)
 	}
-	t.skey = hashKey(sessionPrefix, t.id[:])
+	t.skey = t.storageKey()
 	return t, nil
 }
 
@@ -89,7 +89,7 @@ func unmarshalTicket(b []byte) (Ticket, bool) {
 	if t.IsZero() {
 		return Ticket{}, false
 	}
-	t.skey = hashKey(sessionPrefix, t.id[:])
+	t.skey = t.storageKey()
 	return t, true
 }
 

@@ -51,7 +51,7 @@ var errUnknownKey = errors.New("no matching key in the JWKS")
 func (s *keySet) lookup(ctx context.Context, kid, alg string) (any, error) {
 	s.mu.RLock()
 	k, ok := match(s.keys, kid, alg)
-	stale := s.c.now().Sub(s.fetched) >= refetchInterval || s.keys == nil
+	stale := s.staleLocked()
 	s.mu.RUnlock()
 	if ok {
 		return k, nil
@@ -63,9 +63,9 @@ func (s *keySet) lookup(ctx context.Context, kid, alg string) (any, error) {
 		// A caller that saw the set stale may arrive just after another
 		// flight ended: it must not start a second fetch within the interval.
 		s.mu.RLock()
-		fresh := s.keys != nil && s.c.now().Sub(s.fetched) < refetchInterval
+		stale := s.staleLocked()
 		s.mu.RUnlock()
-		if fresh {
+		if !stale {
 			return nil, nil
 		}
 		return nil, s.refresh(context.WithoutCancel(ctx))
@@ -78,6 +78,12 @@ func (s *keySet) lookup(ctx context.Context, kid, alg string) (any, error) {
 		return k, nil
 	}
 	return nil, fmt.Errorf("%w (kid %q)", errUnknownKey, kid)
+}
+
+// staleLocked reports whether the set may be fetched again: never fetched,
+// or not within refetchInterval. s.mu is held.
+func (s *keySet) staleLocked() bool {
+	return s.keys == nil || s.c.now().Sub(s.fetched) >= refetchInterval
 }
 
 // refresh fetches the JWKS and replaces the held keys. A failed fetch

@@ -203,12 +203,12 @@ func (b *bench) buildAuthgate(ctx context.Context) error {
 
 // bareTarget re-executes this binary as the bare reverse proxy.
 func (b *bench) bareTarget(ctx context.Context) (*target, error) {
-	return b.startBare(ctx, "bare", "httputil.ReverseProxy with proxy.NewTransport(), no auth: the baseline")
+	return b.startBare(ctx, "bare", "httputil.ReverseProxy with proxy.NewTransport(), no auth: the baseline", "")
 }
 
 // startBare starts a bare proxy, carrying what the file carrying names
-// (none when empty).
-func (b *bench) startBare(ctx context.Context, name, about string, carrying ...string) (*target, error) {
+// (nothing when empty).
+func (b *bench) startBare(ctx context.Context, name, about, carrying string) (*target, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -217,7 +217,10 @@ func (b *bench) startBare(ctx context.Context, name, about string, carrying ...s
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{bareProxyFlag, addr, b.backend.URL}, carrying...)
+	args := []string{bareProxyFlag, addr, b.backend.URL}
+	if carrying != "" {
+		args = append(args, carrying)
+	}
 	proc, err := b.startChild(name+" proxy", exec.Command(self, args...), false)
 	if err != nil {
 		return nil, err
@@ -238,15 +241,15 @@ func (b *bench) startBare(ctx context.Context, name, about string, carrying ...s
 // of the bytes any token-injecting gateway moves; against of, the cost of
 // authenticating.
 func (b *bench) carryingTarget(ctx context.Context, of *target) (*target, error) {
-	bare, err := b.request(ctx, b.targets[0], nil)
+	bare, err := b.targets[0].answer(ctx, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bare: %w", err)
 	}
 	req := of.header.Clone()
 	req.Set(hdrCapture, "1")
-	gw, err := b.request(ctx, of, req)
+	gw, err := of.answer(ctx, req)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", of.name, err)
 	}
 	c := b.backend.captured.Load()
 	if c == nil {
@@ -293,28 +296,6 @@ func (b *bench) carriedMode() *target {
 		}
 	}
 	return nil
-}
-
-// request sends t's request with header h (t's own when nil) and
-// returns the answer's headers.
-func (b *bench) request(ctx context.Context, t *target, h http.Header) (http.Header, error) {
-	req, err := t.request(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if h != nil {
-		req.Header = h
-	}
-	resp, err := t.client.Do(req)
-	if err != nil {
-		return nil, safeErr(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err := t.verify(resp); err != nil {
-		return nil, fmt.Errorf("%s: %w", t.name, err)
-	}
-	return resp.Header, nil
 }
 
 // round measures every target once and prints the round's rows. Round r

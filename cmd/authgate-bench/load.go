@@ -95,17 +95,27 @@ func redirectHint(resp *http.Response) string {
 
 // check sends one request and verifies the answer.
 func (t *target) check(ctx context.Context) error {
+	_, err := t.answer(ctx, nil)
+	return err
+}
+
+// answer sends t's request, with header h instead of t's own unless nil,
+// verifies the answer and returns its headers.
+func (t *target) answer(ctx context.Context, h http.Header) (http.Header, error) {
 	req, err := t.request(ctx)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if h != nil {
+		req.Header = h
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {
-		return safeErr(err)
+		return nil, safeErr(err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
-	return t.verify(resp)
+	return resp.Header, t.verify(resp)
 }
 
 func (t *target) request(ctx context.Context) (*http.Request, error) {
