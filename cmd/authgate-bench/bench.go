@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -38,8 +39,9 @@ type bench struct {
 	callerJWT    string
 	opaqueToken  string
 
-	targets []*target  // targets[0] is the bare proxy
-	results [][]result // [round][target]
+	targets []*target    // targets[0] is the bare proxy
+	results [][]result   // [round][target]
+	latency *latencyPass // nil: not run
 	scale   *scaleResult
 	started time.Time
 	goVer   string // the toolchain that built authgate
@@ -72,6 +74,9 @@ func (b *bench) run(ctx context.Context) error {
 		}
 	}
 	b.printSummary()
+	if err := b.latencyPass(ctx); err != nil {
+		return err
+	}
 	if b.opts.sessions > 0 {
 		fmt.Fprintf(b.progress, "sessions at scale: creating %d sessions in Redis...\n", b.opts.sessions)
 		if b.scale, err = b.sessionsAtScale(ctx, b.opts.sessions, b.opts.sample); err != nil {
@@ -115,6 +120,12 @@ func (b *bench) close() {
 // setUp builds authgate and starts the backend, the authorization
 // servers, Redis, the bare proxy, a gateway per mode and the peers.
 func (b *bench) setUp(ctx context.Context) error {
+	if b.opts.pin != nil {
+		if err := b.opts.pin.confineSelf(); err != nil {
+			return err
+		}
+		runtime.GOMAXPROCS(b.opts.pin.rest.Count())
+	}
 	if err := b.buildAuthgate(ctx); err != nil {
 		return err
 	}
@@ -221,7 +232,7 @@ func (b *bench) startBare(ctx context.Context, name, about, carrying string) (*t
 	if carrying != "" {
 		args = append(args, carrying)
 	}
-	proc, err := b.startChild(name+" proxy", exec.Command(self, args...), false)
+	proc, err := b.startChild(name+" proxy", b.opts.pin.target(exec.Command(self, args...)), false)
 	if err != nil {
 		return nil, err
 	}
@@ -298,67 +309,186 @@ func (b *bench) carriedMode() *target {
 	return nil
 }
 
-// round measures every target once and prints the round's rows. Round r
-// starts at target r (mod the count) and goes on in order, every other
-// round backwards: a target's place in a round changed its figures by
-// more than 10% in some runs (whatever ran before it, the machine's
-// state), so over enough rounds every target takes other places and
-// follows other targets.
+// round measures every target once, each paired with the bare proxy, and
+// prints the round's rows. Round r starts at target r (mod the count) and
+// goes on in order, every other round backwards: a target's place in a
+// round changed its figures by more than 10% in some runs (whatever ran
+// before it, the machine's state), so over enough rounds every target
+// takes other places and follows other targets.
+//
+// A target's ratio and added p99 are against the bare proxy's slices
+// interleaved with its own (see pair), not against one bare run of the
+// round: on a shared machine the speed drifts by 20% and more within a
+// minute, and only a comparison made within seconds cancels that. The
+// bare row is all of the round's bare slices together.
 func (b *bench) round(ctx context.Context, r int) error {
 	n := len(b.targets)
-	fmt.Fprintf(b.out, "\nround %d of %d (%d connections, %s per target after a %s warm-up, from %s)\n",
-		r+1, b.opts.rounds, b.opts.concurrency, b.opts.duration, b.opts.warmup, b.targets[r%n].name)
+	fmt.Fprintf(b.out, "\nround %d of %d (%d connections, %s per target after a %s warm-up, in %s slices alternating with the bare proxy, from %s)\n",
+		r+1, b.opts.rounds, b.opts.concurrency, b.opts.duration, b.opts.warmup, b.opts.slice, b.targets[1+r%(n-1)].name)
 	rs := make([]result, n)
-	for k := range n {
-		i := (r + k) % n
+	var bare sample
+	for k := range n - 1 {
+		i := 1 + (r+k)%(n-1)
 		if r%2 == 1 { // every other round backwards: a new predecessor too
-			i = ((r-k)%n + n) % n
+			i = 1 + ((r-k)%(n-1)+(n-1))%(n-1)
 		}
 		t := b.targets[i]
-		res, err := b.measure(ctx, t)
+		base, own, err := b.pair(ctx, b.targets[0], t, 0)
 		if err != nil {
-			return t.proc.failure(fmt.Errorf("round %d, %s: %w", r+1, t.name, err))
+			return err
 		}
-		rs[i] = res
+		rs[i] = own.result()
+		baseRes := base.result()
+		rs[i].ratio = rs[i].rps / baseRes.rps
+		rs[i].addedP99 = rs[i].p99 - baseRes.p99
+		bare.add(base)
 	}
+	rs[0] = bare.result()
+	rs[0].ratio = 1
 	tw := newTextTable(b.out, b.nameWidth(), resultHeader)
 	for i, t := range b.targets {
-		rs[i].ratio = rs[i].rps / rs[0].rps
-		rs[i].addedP99 = rs[i].p99 - rs[0].p99
 		tw.row(resultRow(t.name, rs[i]))
 	}
 	b.results = append(b.results, rs)
 	return nil
 }
 
-// measure checks t, warms it up, drives it for the run's duration with
-// its process's CPU time read before and after, and checks it again.
-func (b *bench) measure(ctx context.Context, t *target) (result, error) {
-	if err := t.check(ctx); err != nil {
-		return result{}, fmt.Errorf("before the run: %w", err)
+// pair measures t against base: both checked and warmed up, then driven
+// for the run's duration each (as fast as they answer, or at rate
+// requests/s when rate > 0), in slices of -slice alternating base, t, t,
+// base, base, t... so that neither is always first after a switch, and
+// checked again. A failure names the target it happened on.
+func (b *bench) pair(ctx context.Context, base, t *target, rate float64) (sample, sample, error) {
+	var got [2]sample
+	both := [2]*target{base, t}
+	for _, x := range both {
+		if err := x.check(ctx); err != nil {
+			return got[0], got[1], x.proc.failure(fmt.Errorf("%s, before the run: %w", x.name, err))
+		}
+		if _, err := x.drive(ctx, b.opts.concurrency, b.opts.warmup); err != nil {
+			return got[0], got[1], x.proc.failure(fmt.Errorf("%s, warm-up: %w", x.name, err))
+		}
 	}
-	if _, err := t.drive(ctx, b.opts.concurrency, b.opts.warmup); err != nil {
-		return result{}, fmt.Errorf("warm-up: %w", err)
+	n := max(1, int((b.opts.duration+b.opts.slice/2)/b.opts.slice))
+	per := b.opts.duration / time.Duration(n)
+	for k := range 2 * n {
+		j := (k + k/2) % 2 // 0 1 1 0 0 1 1 0 ...
+		s, err := b.slice(ctx, both[j], per, rate)
+		if err != nil {
+			return got[0], got[1], both[j].proc.failure(fmt.Errorf("%s: %w", both[j].name, err))
+		}
+		got[j].add(s)
 	}
+	for _, x := range both {
+		if err := x.check(ctx); err != nil {
+			return got[0], got[1], x.proc.failure(fmt.Errorf("%s, after the run: %w", x.name, err))
+		}
+	}
+	return got[0], got[1], nil
+}
+
+// slice drives t for d (at rate, if > 0), with its process's CPU time
+// read before and after.
+func (b *bench) slice(ctx context.Context, t *target, d time.Duration, rate float64) (sample, error) {
 	var cpu0, cpu1 time.Duration
 	var cpuErr error
 	if t.pid > 0 {
 		cpu0, cpuErr = cpuTime(t.pid)
 	}
-	run, err := t.drive(ctx, b.opts.concurrency, b.opts.duration)
+	run, err := t.load(ctx, b.opts.concurrency, d, rate)
 	if err != nil {
-		return result{}, err
+		return sample{}, err
 	}
+	s := sample{measured: run, cpu: -1}
 	if t.pid > 0 && cpuErr == nil {
-		cpu1, cpuErr = cpuTime(t.pid)
+		if cpu1, cpuErr = cpuTime(t.pid); cpuErr == nil {
+			s.cpu = cpu1 - cpu0
+		}
 	}
-	if err := t.check(ctx); err != nil {
-		return result{}, fmt.Errorf("after the run: %w", err)
+	return s, nil
+}
+
+// sample is what some slices of one target measured together: requests,
+// the time they took, their latencies, and its process's CPU time
+// (negative: not measured in every slice).
+type sample struct {
+	measured
+	cpu time.Duration
+}
+
+func (s *sample) add(o sample) {
+	if s.requests == 0 && s.elapsed == 0 {
+		s.cpu = 0
 	}
-	res := result{requests: run.requests, rps: float64(run.requests) / run.elapsed.Seconds(),
-		p50: run.percentile(0.50), p99: run.percentile(0.99), cpu: -1}
-	if t.pid > 0 && cpuErr == nil && run.requests > 0 {
-		res.cpu = (cpu1 - cpu0) / time.Duration(run.requests)
+	s.requests += o.requests
+	s.elapsed += o.elapsed
+	s.latencies = append(s.latencies, o.latencies...)
+	if s.cpu < 0 || o.cpu < 0 {
+		s.cpu = -1
+	} else {
+		s.cpu += o.cpu
 	}
-	return res, nil
+}
+
+// result turns the sample into a row's figures (ratio and added p99 are
+// the caller's).
+func (s sample) result() result {
+	slices.Sort(s.latencies)
+	res := result{requests: s.requests, p50: s.percentile(0.50), p99: s.percentile(0.99), cpu: -1}
+	if s.elapsed > 0 {
+		res.rps = float64(s.requests) / s.elapsed.Seconds()
+	}
+	if s.cpu >= 0 && s.requests > 0 {
+		res.cpu = s.cpu / time.Duration(s.requests)
+	}
+	return res
+}
+
+// latencyPass is every target's latency at one fixed rate, well below
+// what the bare proxy can carry: what a request waits at an ordinary load,
+// where the throughput runs measure a queue (at saturation, p99 is
+// mostly the time spent waiting behind the other connections).
+type latencyPass struct {
+	rate float64
+	rows []result // as targets; ratio is the rate achieved over the rate asked
+}
+
+// latencyPass measures every target at -rate requests/s (default: a
+// quarter of the bare proxy's median requests/s, about the utilisation a
+// gateway is run at), each paired with the bare proxy in alternating
+// slices as in the rounds.
+func (b *bench) latencyPass(ctx context.Context) error {
+	rate := b.opts.rate
+	if rate < 0 {
+		return nil
+	}
+	if rate == 0 {
+		var bare []float64
+		for _, rs := range b.results {
+			bare = append(bare, rs[0].rps)
+		}
+		rate = median(bare) / 4
+	}
+	fmt.Fprintf(b.out, "\nlatency at %.0f requests/s (open loop, %s per target in %s slices alternating with the bare proxy)\n",
+		rate, b.opts.duration, b.opts.slice)
+	lp := &latencyPass{rate: rate, rows: make([]result, len(b.targets))}
+	var bare sample
+	for i, t := range b.targets[1:] {
+		base, own, err := b.pair(ctx, b.targets[0], t, rate)
+		if err != nil {
+			return fmt.Errorf("latency at %.0f/s: %w", rate, err)
+		}
+		r, br := own.result(), base.result()
+		r.ratio, r.addedP99 = r.rps/rate, r.p99-br.p99
+		lp.rows[i+1] = r
+		bare.add(base)
+	}
+	lp.rows[0] = bare.result()
+	lp.rows[0].ratio = lp.rows[0].rps / rate
+	tw := newTextTable(b.out, b.nameWidth(), latencyHeader)
+	for i, t := range b.targets {
+		tw.row(latencyRow(t.name, lp.rows[i]))
+	}
+	b.latency = lp
+	return nil
 }

@@ -3,11 +3,17 @@ package main
 import (
 	"bytes"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestMain(m *testing.M) {
@@ -26,7 +32,7 @@ func TestMain(m *testing.M) {
 func TestWholeRun(t *testing.T) {
 	md := filepath.Join(t.TempDir(), "BENCHMARKS.md")
 	var stdout, stderr bytes.Buffer
-	args := []string{"-d", "300ms", "-warmup", "100ms", "-rounds", "1", "-c", "10", "-sessions", "1000", "-sample", "200", "-o", md}
+	args := []string{"-d", "300ms", "-slice", "100ms", "-warmup", "100ms", "-rounds", "1", "-c", "10", "-sessions", "1000", "-sample", "200", "-o", md}
 	if code := run(t.Context(), args, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit status %d, want 0; stdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
 	}
@@ -41,16 +47,22 @@ func TestWholeRun(t *testing.T) {
 			t.Errorf("summary: no ratio for %s, want one > 0:\n%s", name, summary)
 		}
 	}
-	for _, want := range []string{"cost of the access log", "cost of tracing", "cost of carrying a session's bytes", "cost of authenticating the session (redis against bare-carrying", "Redis used_memory per session", "gateway RSS", "cold start"} {
+	for _, want := range []string{"cost of the access log", "cost of tracing", "cost of carrying a session's bytes", "cost of authenticating the session (redis against bare-carrying", "Redis used_memory per session", "gateway RSS", "cold start", "latency at "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	_, latency, _ := strings.Cut(out, "latency at ")
+	for _, name := range append([]string{"bare", "bare-carrying"}, modeNames()...) {
+		if rps, ok := ratioOf(latency, name); !ok || rps <= 0 { // the column after the name: req/s
+			t.Errorf("latency pass: no requests/s for %s:\n%s", name, latency)
 		}
 	}
 	report, err := os.ReadFile(md)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Summary", "### Round 1", "## Sessions at scale", "## Cold start", "noisy", "| forward-auth |", "| `bare-carrying` |"} {
+	for _, want := range []string{"## Summary", "### Round 1", "## Sessions at scale", "## Cold start", "## Latency at ", "noisy", "| forward-auth |", "| `bare-carrying` |"} {
 		if !strings.Contains(string(report), want) {
 			t.Errorf("%s lacks %q", md, want)
 		}
@@ -74,13 +86,14 @@ func modeNames() []string {
 	return names
 }
 
-// ratioOf finds the row of name in a text table and returns its × bare
-// column.
+// ratioOf finds the row of name in a text table and returns its third
+// column (× bare in the rounds, req/s in the latency pass); the first
+// table with such a row counts.
 func ratioOf(table, name string) (float64, bool) {
 	for line := range strings.SplitSeq(table, "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 3 && f[0] == name {
-			r, err := strconv.ParseFloat(f[2], 64)
+			r, err := strconv.ParseFloat(strings.TrimSuffix(f[2], "µs"), 64)
 			return r, err == nil
 		}
 	}
@@ -140,5 +153,116 @@ func TestParsePeer(t *testing.T) {
 		if _, err := parsePeer(bad); err == nil {
 			t.Errorf("parsePeer(%q): got no error", bad)
 		}
+	}
+}
+
+// TestDriveAtHoldsTheRateAndCountsTheQueue: the open loop sends at the
+// rate asked whatever the answers' pace, and a target slower than the
+// rate shows its queue in the latencies (measured from when a request was
+// due), where the closed loop would hide it.
+func TestDriveAtHoldsTheRateAndCountsTheQueue(t *testing.T) {
+	var slow atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slow.Load() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		w.Header().Set(hdrBackend, "1")
+		w.Header().Set(hdrBearer, "1")
+	}))
+	defer srv.Close()
+	tg := &target{name: "t", url: srv.URL, header: http.Header{}, bearer: true, client: newLoadClient(4)}
+
+	m, err := tg.driveAt(t.Context(), 4, time.Second, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.requests < 180 || m.requests > 201 {
+		t.Errorf("a fast target at 200/s for 1s: %d requests, want about 200", m.requests)
+	}
+	if p := m.percentile(0.5); p > 10*time.Millisecond {
+		t.Errorf("a fast target at 200/s: p50 %v, want well under 10ms", p)
+	}
+
+	// One worker, 20 ms an answer (50/s at most), asked for 100/s: the
+	// requests queue, and the last ones were due long before they went.
+	slow.Store(true)
+	m, err = tg.driveAt(t.Context(), 1, time.Second, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := m.percentile(0.99); p < 200*time.Millisecond {
+		t.Errorf("a target at half the rate asked: p99 %v, want the queue (hundreds of ms)", p)
+	}
+	closed, err := tg.drive(t.Context(), 1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := closed.percentile(0.99); p > 100*time.Millisecond {
+		t.Errorf("the closed loop on the same target: p99 %v, want about one answer's 20ms", p)
+	}
+}
+
+// TestPairAlternates: the slices of a pair go base, t, t, base, ..., each
+// target driven for the duration in all.
+func TestPairAlternates(t *testing.T) {
+	var order []string
+	var mu sync.Mutex
+	mk := func(name string) *target {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			if len(order) == 0 || order[len(order)-1] != name {
+				order = append(order, name)
+			}
+			mu.Unlock()
+			w.Header().Set(hdrBackend, "1")
+			w.Header().Set(hdrBearer, "1")
+		}))
+		t.Cleanup(srv.Close)
+		return &target{name: name, url: srv.URL, header: http.Header{}, bearer: true, client: newLoadClient(1)}
+	}
+	base, tg := mk("base"), mk("t")
+	b := &bench{opts: options{concurrency: 1, duration: 400 * time.Millisecond, slice: 100 * time.Millisecond}}
+	bs, ts, err := b.pair(t.Context(), base, tg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Who served, runs of one merged: the checks (base, t; warm-up 0s
+	// sends nothing), the slices base, t, t, base, base, t, t, base, and
+	// the checks again (base, t). Slices in plain alternation would give
+	// ten runs.
+	want := "base t base t base t base t"
+	if got := strings.Join(order, " "); got != want {
+		t.Errorf("order %q, want %q", got, want)
+	}
+	for _, s := range []sample{bs, ts} {
+		if s.elapsed < 350*time.Millisecond || s.elapsed > 600*time.Millisecond {
+			t.Errorf("a target was driven for %v in all, want about 400ms", s.elapsed)
+		}
+	}
+}
+
+func TestParsePin(t *testing.T) {
+	for _, bad := range []string{"x", "1-0", "-1", "4096"} {
+		if _, err := parsePin(bad); err == nil {
+			t.Errorf("parsePin(%q): got no error", bad)
+		}
+	}
+	if runtime.NumCPU() < 2 {
+		return
+	}
+	all := "0-" + strconv.Itoa(runtime.NumCPU()-1)
+	if _, err := parsePin(all); err == nil || !strings.Contains(err.Error(), "leaves no CPU") {
+		t.Errorf("parsePin(%q), every CPU: got %v, want an error saying none is left", all, err)
+	}
+	p, err := parsePin("1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.targets.IsSet(1) || p.targets.Count() != 1 || p.rest.IsSet(1) || p.rest.Count() != runtime.NumCPU()-1 {
+		t.Errorf("parsePin(1): targets %v, rest %v", p.targets, p.rest)
+	}
+	cmd := p.target(exec.Command("true", "a"))
+	if strings.Join(cmd.Args, " ") != "taskset -c 1 "+cmd.Args[3]+" a" || !strings.HasSuffix(cmd.Args[3], "true") {
+		t.Errorf("pinned command %q, want taskset -c 1 .../true a", cmd.Args)
 	}
 }

@@ -127,6 +127,7 @@ func (b *bench) startGateway(ctx context.Context, name string, m mode) (*gateway
 	}
 	cmd := exec.Command(b.bin, "-config", path)
 	cmd.Env = append(os.Environ(), envCookieSecret+"="+b.cookieSecret, envClientSecret+"="+clientSecret)
+	cmd = b.opts.pin.target(cmd)
 	start := time.Now()
 	proc, err := b.startChild("authgate "+name, cmd, false)
 	if err != nil {

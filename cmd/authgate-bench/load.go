@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -140,13 +141,33 @@ type measured struct {
 // before the next, for d; every answer is verified. It stops at the first
 // failure and returns it: measuring failures is worthless.
 func (t *target) drive(ctx context.Context, c int, d time.Duration) (measured, error) {
+	return t.load(ctx, c, d, 0)
+}
+
+// driveAt sends requests to t at rate requests/s, whatever its answers'
+// pace (an open loop: request i is due at i/rate from the start), from c
+// workers, for d. A request's latency runs from when it was due, not from
+// when a worker got to it, so a target that falls behind shows its queue
+// in the figures (no coordinated omission).
+func (t *target) driveAt(ctx context.Context, c int, d time.Duration, rate float64) (measured, error) {
+	return t.load(ctx, c, d, rate)
+}
+
+// load is drive (rate 0: closed loop, as fast as answers come) and
+// driveAt.
+func (t *target) load(ctx context.Context, c int, d time.Duration, rate float64) (measured, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
-		mu  sync.Mutex
-		all []time.Duration
-		wg  sync.WaitGroup
+		mu   sync.Mutex
+		all  []time.Duration
+		wg   sync.WaitGroup
+		next atomic.Int64 // the open loop's next request
 	)
+	var interval time.Duration
+	if rate > 0 {
+		interval = time.Duration(float64(time.Second) / rate)
+	}
 	start := time.Now()
 	deadline := start.Add(d)
 	for range c {
@@ -158,8 +179,19 @@ func (t *target) drive(ctx context.Context, c int, d time.Duration) (measured, e
 				cancel(err)
 				return
 			}
-			for time.Now().Before(deadline) && ctx.Err() == nil {
+			for ctx.Err() == nil {
 				t0 := time.Now()
+				if interval > 0 {
+					t0 = start.Add(time.Duration(next.Add(1)-1) * interval)
+					if !t0.Before(deadline) {
+						return
+					}
+					if wait := time.Until(t0); wait > 0 {
+						time.Sleep(wait)
+					}
+				} else if !t0.Before(deadline) {
+					return
+				}
 				resp, err := t.client.Do(req)
 				if err != nil {
 					if ctx.Err() == nil {

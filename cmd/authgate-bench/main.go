@@ -41,6 +41,8 @@ type options struct {
 	concurrency int
 	duration    time.Duration
 	warmup      time.Duration
+	slice       time.Duration
+	rate        float64
 	rounds      int
 	sessions    int
 	sample      int
@@ -50,6 +52,7 @@ type options struct {
 	peers       []peerSpec
 	backendAddr string
 	idpAddr     string
+	pin         *cpuPlan // nil: every process on every CPU
 	args        []string // as given, for the report
 }
 
@@ -85,6 +88,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.concurrency, "c", 50, "concurrent keep-alive connections (workers) per target")
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured duration of each run")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each run")
+	fs.DurationVar(&o.slice, "slice", time.Second, "each target's run is cut into slices this long, alternating with slices of the bare proxy (its ratio's baseline)")
+	fs.Float64Var(&o.rate, "rate", 0, "requests/s of the latency pass, every target at the same fixed rate; 0: a quarter of the bare proxy's median requests/s; negative: no latency pass")
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds: every target once per round, each round starting one target later, every other one backwards")
 	fs.IntVar(&o.sessions, "sessions", 100000, "sessions to create in Redis for the sessions-at-scale figures; 0 skips them")
 	fs.IntVar(&o.sample, "sample", 10000, "of those, how many distinct cookies the gateway serves once each before its RSS is read")
@@ -97,6 +102,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	modeList := fs.String("modes", strings.Join(all, ","), "authgate modes to measure, comma-separated (the bare proxy always runs)")
 	fs.StringVar(&o.backendAddr, "backend-addr", "127.0.0.1:0", "where the backend listens (a fixed port for a peer started by hand)")
 	fs.StringVar(&o.idpAddr, "idp-addr", "127.0.0.1:0", "where the authorization server listens (likewise)")
+	fs.Func("pin", "run each measured target on these CPUs (a list such as 1 or 2-3, through taskset) and the bench, its backend, authorization servers and Redis on the others; steadier figures on a small machine", func(s string) error {
+		var err error
+		o.pin, err = parsePin(s)
+		return err
+	})
 	fs.Func("peer", "another gateway to drive in the same rounds, repeatable; see below", func(s string) error {
 		p, err := parsePeer(s)
 		o.peers = append(o.peers, p)
@@ -122,8 +132,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))
 	}
-	if o.concurrency < 1 || o.duration <= 0 || o.warmup < 0 || o.rounds < 1 || o.sessions < 0 || o.sample < 1 {
-		return o, errors.New("-c, -d, -rounds and -sample must be positive, -warmup and -sessions not negative")
+	if o.concurrency < 1 || o.duration <= 0 || o.slice <= 0 || o.warmup < 0 || o.rounds < 1 || o.sessions < 0 || o.sample < 1 {
+		return o, errors.New("-c, -d, -slice, -rounds and -sample must be positive, -warmup and -sessions not negative")
 	}
 	for m := range strings.SplitSeq(*modeList, ",") {
 		if m = strings.TrimSpace(m); m == "" {
@@ -133,6 +143,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("-modes: unknown mode %q (want some of %s)", m, strings.Join(all, ","))
 		}
 		o.modes = append(o.modes, m)
+	}
+	if len(o.modes) == 0 && len(o.peers) == 0 {
+		return o, errors.New("-modes: nothing to measure against the bare proxy (name a mode or a -peer)")
 	}
 	seen := map[string]bool{"bare": true}
 	for _, m := range o.modes {

@@ -156,6 +156,7 @@ func (b *bench) peerTarget(ctx context.Context, p peerSpec) (*target, error) {
 		t.url = strings.ReplaceAll(t.url, "{listen}", addr)
 		cmd := exec.Command("sh", "-c", p.cmd)
 		cmd.Env = append(os.Environ(), b.peerEnv(addr)...)
+		cmd = b.opts.pin.target(cmd)
 		if proc, err = b.startChild("peer "+p.name, cmd, true); err != nil {
 			return nil, err
 		}
