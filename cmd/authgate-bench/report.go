@@ -272,10 +272,13 @@ func (b *bench) markdown() string {
 	if lp := b.latency; lp != nil {
 		fmt.Fprintf(&m, "\n## Latency at %.0f requests/s\n\n", lp.rate)
 		m.WriteString("Every target at the same fixed rate (a quarter of the bare proxy's median requests/s,\n" +
-			"the share of its capacity a gateway is usually run at, unless `-rate` says otherwise), in an open loop: request i is due i/rate after the start, whatever\n" +
-			"the answers' pace, and its latency runs from when it was due, so a target that falls\n" +
-			"behind shows its queue. The slices alternate with the bare proxy's as in the rounds, and\n" +
-			"+p99 is against those.\n\n")
+			"the share of its capacity a gateway is usually run at, unless `-rate` says otherwise),\n" +
+			"in an open loop: request i is due i/rate after the start, whatever the answers' pace, and\n" +
+			"its latency runs from when it was due, so a target that falls behind shows its queue. The\n" +
+			"slices alternate with the bare proxy's as in the rounds, and +p99 is against those. It\n" +
+			"rests on the slowest 1% of each target's requests and moves by a few milliseconds from\n" +
+			"run to run on a shared machine: compare it with bare-carrying's, which authenticates\n" +
+			"nothing.\n\n")
 		var rows [][]string
 		for i, t := range b.targets {
 			rows = append(rows, latencyRow(t.name, lp.rows[i]))
