@@ -53,8 +53,8 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	cpu      time.Duration // per request; negative: not measured
-	ratio    float64       // rps / the bare proxy's rps in the same round
-	addedP99 time.Duration // p99 - the bare proxy's p99 in the same round
+	ratio    float64       // rps / the bare proxy's rps in the slices paired with it
+	addedP99 time.Duration // p99 - the bare proxy's p99 in those slices
 }
 
 // run sets everything up, measures, and reports. close undoes the set-up,
@@ -310,17 +310,17 @@ func (b *bench) carriedMode() *target {
 }
 
 // round measures every target once, each paired with the bare proxy, and
-// prints the round's rows. Round r starts at target r (mod the count) and
-// goes on in order, every other round backwards: a target's place in a
-// round changed its figures by more than 10% in some runs (whatever ran
-// before it, the machine's state), so over enough rounds every target
-// takes other places and follows other targets.
+// prints the round's rows. Round r starts at target 1+r (mod the number
+// of targets but bare) and goes on in order, every other round
+// backwards, so a target's place in the round changes from round to
+// round.
 //
 // A target's ratio and added p99 are against the bare proxy's slices
 // interleaved with its own (see pair), not against one bare run of the
 // round: on a shared machine the speed drifts by 20% and more within a
 // minute, and only a comparison made within seconds cancels that. The
-// bare row is all of the round's bare slices together.
+// bare row is all of the round's bare slices together, so a target's
+// requests/s over the bare row's is not its ratio.
 func (b *bench) round(ctx context.Context, r int) error {
 	n := len(b.targets)
 	fmt.Fprintf(b.out, "\nround %d of %d (%d connections, %s per target after a %s warm-up, in %s slices alternating with the bare proxy, from %s)\n",
@@ -335,7 +335,7 @@ func (b *bench) round(ctx context.Context, r int) error {
 		t := b.targets[i]
 		base, own, err := b.pair(ctx, b.targets[0], t, 0)
 		if err != nil {
-			return err
+			return fmt.Errorf("round %d: %w", r+1, err)
 		}
 		rs[i] = own.result()
 		baseRes := base.result()
@@ -353,15 +353,16 @@ func (b *bench) round(ctx context.Context, r int) error {
 	return nil
 }
 
-// pair measures t against base: both checked and warmed up, then driven
-// for the run's duration each (as fast as they answer, or at rate
-// requests/s when rate > 0), in slices of -slice alternating base, t, t,
-// base, base, t... so that neither is always first after a switch, and
-// checked again. A failure names the target it happened on.
+// pair measures t against base: both checked and warmed up (t first, so
+// that base's first slice does not follow a switch when t's first one
+// does), then driven for the run's duration each (as fast as they answer,
+// or at rate requests/s when rate > 0) in slices of about -slice, in the
+// order of sliceOrder, and checked again. A failure names the target it
+// happened on.
 func (b *bench) pair(ctx context.Context, base, t *target, rate float64) (sample, sample, error) {
 	var got [2]sample
 	both := [2]*target{base, t}
-	for _, x := range both {
+	for _, x := range [2]*target{t, base} {
 		if err := x.check(ctx); err != nil {
 			return got[0], got[1], x.proc.failure(fmt.Errorf("%s, before the run: %w", x.name, err))
 		}
@@ -369,10 +370,9 @@ func (b *bench) pair(ctx context.Context, base, t *target, rate float64) (sample
 			return got[0], got[1], x.proc.failure(fmt.Errorf("%s, warm-up: %w", x.name, err))
 		}
 	}
-	n := max(1, int((b.opts.duration+b.opts.slice/2)/b.opts.slice))
-	per := b.opts.duration / time.Duration(n)
-	for k := range 2 * n {
-		j := (k + k/2) % 2 // 0 1 1 0 0 1 1 0 ...
+	order := sliceOrder(b.opts.duration, b.opts.slice)
+	per := 2 * b.opts.duration / time.Duration(len(order))
+	for _, j := range order {
 		s, err := b.slice(ctx, both[j], per, rate)
 		if err != nil {
 			return got[0], got[1], both[j].proc.failure(fmt.Errorf("%s: %w", both[j].name, err))
@@ -385,6 +385,21 @@ func (b *bench) pair(ctx context.Context, base, t *target, rate float64) (sample
 		}
 	}
 	return got[0], got[1], nil
+}
+
+// sliceOrder is which of a pair (0 base, 1 target) drives each slice, for
+// d each cut into slices of about slice: 0 1 1 0 0 1 1 0 ..., an even
+// number of slices each, so that both have the same mean time (a steady
+// drift of the machine's speed cancels) and as many slices straight
+// after a switch.
+func sliceOrder(d, slice time.Duration) []int {
+	n := max(1, int((d+slice/2)/slice))
+	n += n % 2
+	order := make([]int, 2*n)
+	for k := range order {
+		order[k] = (k + k/2) % 2
+	}
+	return order
 }
 
 // slice drives t for d (at rate, if > 0), with its process's CPU time

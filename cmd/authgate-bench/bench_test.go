@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -226,11 +227,10 @@ func TestPairAlternates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Who served, runs of one merged: the checks (base, t; warm-up 0s
-	// sends nothing), the slices base, t, t, base, base, t, t, base, and
-	// the checks again (base, t). Slices in plain alternation would give
-	// ten runs.
-	want := "base t base t base t base t"
+	// Who served, runs of one merged: the checks (t, then base; warm-up
+	// 0s sends nothing), the slices base, t, t, base, base, t, t, base
+	// (sliceOrder), and the checks again (base, t).
+	want := "t base t base t base t"
 	if got := strings.Join(order, " "); got != want {
 		t.Errorf("order %q, want %q", got, want)
 	}
@@ -238,6 +238,29 @@ func TestPairAlternates(t *testing.T) {
 		if s.elapsed < 350*time.Millisecond || s.elapsed > 600*time.Millisecond {
 			t.Errorf("a target was driven for %v in all, want about 400ms", s.elapsed)
 		}
+	}
+}
+
+// TestSliceOrder: both of a pair get an even number of slices, as many
+// each, the same mean position (a steady drift cancels), and as many
+// slices straight after a switch.
+func TestSliceOrder(t *testing.T) {
+	for _, d := range []time.Duration{300 * time.Millisecond, 1 * time.Second, 3 * time.Second, 6 * time.Second, 7 * time.Second} {
+		order := sliceOrder(d, time.Second)
+		var count, sum, afterSwitch [2]int
+		for k, j := range order {
+			count[j]++
+			sum[j] += k
+			if k > 0 && order[k-1] != j {
+				afterSwitch[j]++
+			}
+		}
+		if count[0] != count[1] || count[0]%2 != 0 || sum[0] != sum[1] || afterSwitch[0] != afterSwitch[1] {
+			t.Errorf("d %v: order %v: slices %v, position sums %v, after a switch %v; want equal, even counts, equal sums and as many after a switch", d, order, count, sum, afterSwitch)
+		}
+	}
+	if got := fmt.Sprint(sliceOrder(4*time.Second, time.Second)); got != "[0 1 1 0 0 1 1 0]" {
+		t.Errorf("sliceOrder(4s, 1s) = %s, want [0 1 1 0 0 1 1 0]", got)
 	}
 }
 

@@ -7,7 +7,8 @@
 // keep-alive load generator at fixed concurrency in interleaved rounds,
 // verifying that every request really reached the backend with the
 // injected token, and prints requests/s, p50, p99, CPU per request of the
-// serving process and the ratio to the bare proxy of the same round. Then
+// serving process and the ratio to the bare proxy in slices interleaved
+// with the target's own; then a latency pass at a fixed rate. Then
 // sessions at scale (Redis memory per session, gateway RSS) and cold start.
 //
 //	go run ./cmd/authgate-bench                 # 3 rounds of 10s per target
@@ -116,7 +117,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprint(stderr, "Usage: go run ./cmd/authgate-bench [flags]\n\n"+
 			"Measures authgate in each mode against a bare httputil.ReverseProxy, all on this\n"+
 			"machine (127.0.0.1): requests/s, p50, p99, CPU per request and the ratio to the\n"+
-			"bare proxy of the same round; then sessions at scale and cold start. Needs\n"+
+			"bare proxy in slices interleaved with each target's; then every target's latency\n"+
+			"at one fixed rate, sessions at scale and cold start. Needs\n"+
 			"redis-server on PATH and a Go toolchain (it builds ./cmd/authgate); run it from\n"+
 			"the checkout. Results go to stdout, progress to stderr.\n\nFlags:\n")
 		fs.PrintDefaults()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -63,22 +64,35 @@ func parsePin(s string) (*cpuPlan, error) {
 
 // confineSelf moves every thread of this process to the rest CPUs.
 // Threads started later inherit it, and so do children (Redis) not
-// started through target.
+// started through target. A thread may start, from one not yet moved,
+// while the list is read: the list is read again until every thread on
+// it was already where it belongs.
 func (p *cpuPlan) confineSelf() error {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return err
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
+	for range 100 {
+		tasks, err := os.ReadDir("/proc/self/task")
 		if err != nil {
-			continue
+			return err
 		}
-		if err := unix.SchedSetaffinity(tid, &p.rest); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("pinning the bench to its CPUs: %w", err)
+		moved := 0
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+			var now unix.CPUSet
+			if err := unix.SchedGetaffinity(tid, &now); err == nil && now == p.rest {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, &p.rest); err != nil && err != unix.ESRCH {
+				return fmt.Errorf("pinning the bench to its CPUs: %w", err)
+			}
+			moved++
+		}
+		if moved == 0 {
+			return nil
 		}
 	}
-	return nil
+	return errors.New("pinning the bench to its CPUs: its threads kept changing")
 }
 
 // target returns cmd run on the targets' CPUs; nil p leaves it alone. The

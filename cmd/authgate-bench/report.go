@@ -40,7 +40,7 @@ func (b *bench) summary() [][]string {
 			p50, p99, added, cpu = append(p50, r.p50), append(p99, r.p99), append(added, r.addedP99), append(cpu, r.cpu)
 		}
 		row := resultRow(t.name, result{rps: median(rps), ratio: median(ratio),
-			p50: median(p50), p99: median(p99), addedP99: median(added), cpu: median(cpu)})
+			p50: median(p50), p99: median(p99), addedP99: median(added), cpu: medianMeasured(cpu)})
 		spread := fmt.Sprintf("%.2f–%.2f", slices.Min(ratio), slices.Max(ratio))
 		rows = append(rows, slices.Insert(row, 3, spread))
 	}
@@ -91,12 +91,18 @@ func (b *bench) costOf(what, onName, offName string) (string, bool) {
 	var cpu []time.Duration
 	var rps []float64
 	for _, rs := range b.results {
-		cpu = append(cpu, rs[on].cpu-rs[off].cpu)
+		if rs[on].cpu >= 0 && rs[off].cpu >= 0 {
+			cpu = append(cpu, rs[on].cpu-rs[off].cpu)
+		}
 		rps = append(rps, 1-rs[on].ratio/rs[off].ratio)
 	}
 	c, r := median(cpu), median(rps)
-	s := fmt.Sprintf("%s (%s against %s, median over rounds): %s CPU per request, %.0f%% of requests/s",
-		what, onName, offName, signedUs(c), 100*r)
+	cpuText := signedUs(c) + " CPU per request"
+	if len(cpu) == 0 {
+		cpuText, c = "CPU not measured", 1
+	}
+	s := fmt.Sprintf("%s (%s against %s, median over rounds): %s, %.0f%% of requests/s",
+		what, onName, offName, cpuText, 100*r)
 	if c <= 0 || r <= 0 {
 		s += " (below the noise of this run)"
 	}
@@ -364,6 +370,16 @@ func median[T float64 | time.Duration](xs []T) T {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// medianMeasured is the median of the CPU times measured (not negative),
+// or -1 when none was.
+func medianMeasured(xs []time.Duration) time.Duration {
+	xs = slices.DeleteFunc(slices.Clone(xs), func(x time.Duration) bool { return x < 0 })
+	if len(xs) == 0 {
+		return -1
+	}
+	return median(xs)
 }
 
 // ms formats a latency in milliseconds.
