@@ -325,32 +325,46 @@ func (b *bench) round(ctx context.Context, r int) error {
 	n := len(b.targets)
 	fmt.Fprintf(b.out, "\nround %d of %d (%d connections, %s per target after a %s warm-up, in %s slices alternating with the bare proxy, from %s)\n",
 		r+1, b.opts.rounds, b.opts.concurrency, b.opts.duration, b.opts.warmup, b.opts.slice, b.targets[1+r%(n-1)].name)
-	rs := make([]result, n)
-	var bare sample
-	for k := range n - 1 {
-		i := 1 + (r+k)%(n-1)
+	order := make([]int, n-1)
+	for k := range order {
+		order[k] = 1 + (r+k)%(n-1)
 		if r%2 == 1 { // every other round backwards: a new predecessor too
-			i = 1 + ((r-k)%(n-1)+(n-1))%(n-1)
+			order[k] = 1 + ((r-k)%(n-1)+(n-1))%(n-1)
 		}
-		t := b.targets[i]
-		base, own, err := b.pair(ctx, b.targets[0], t, 0)
-		if err != nil {
-			return fmt.Errorf("round %d: %w", r+1, err)
-		}
-		rs[i] = own.result()
-		baseRes := base.result()
-		rs[i].ratio = rs[i].rps / baseRes.rps
-		rs[i].addedP99 = rs[i].p99 - baseRes.p99
-		bare.add(base)
 	}
-	rs[0] = bare.result()
-	rs[0].ratio = 1
+	rs, err := b.pairAll(ctx, order, 0)
+	if err != nil {
+		return fmt.Errorf("round %d: %w", r+1, err)
+	}
 	tw := newTextTable(b.out, b.nameWidth(), resultHeader)
 	for i, t := range b.targets {
 		tw.row(resultRow(t.name, rs[i]))
 	}
 	b.results = append(b.results, rs)
 	return nil
+}
+
+// pairAll measures the targets at the indexes order names (every one but
+// bare) in that order, each paired with the bare proxy (see pair), as fast
+// as they answer or at rate requests/s when rate > 0. The rows are as
+// b.targets: a target's figures with its ratio and +p99 against its own
+// bare slices, and bare's row all the bare slices together.
+func (b *bench) pairAll(ctx context.Context, order []int, rate float64) ([]result, error) {
+	rs := make([]result, len(b.targets))
+	var bare sample
+	for _, i := range order {
+		base, own, err := b.pair(ctx, b.targets[0], b.targets[i], rate)
+		if err != nil {
+			return nil, err
+		}
+		r, br := own.result(), base.result()
+		r.ratio, r.addedP99 = r.rps/br.rps, r.p99-br.p99
+		rs[i] = r
+		bare.add(base)
+	}
+	rs[0] = bare.result()
+	rs[0].ratio = 1
+	return rs, nil
 }
 
 // pair measures t against base: both checked and warmed up (t first, so
@@ -432,9 +446,6 @@ type sample struct {
 }
 
 func (s *sample) add(o sample) {
-	if s.requests == 0 && s.elapsed == 0 {
-		s.cpu = 0
-	}
 	s.requests += o.requests
 	s.elapsed += o.elapsed
 	s.latencies = append(s.latencies, o.latencies...)
@@ -465,7 +476,7 @@ func (s sample) result() result {
 // mostly the time spent waiting behind the other connections).
 type latencyPass struct {
 	rate float64
-	rows []result // as targets; ratio is the rate achieved over the rate asked
+	rows []result // as targets
 }
 
 // latencyPass measures every target at -rate requests/s (default: a
@@ -486,20 +497,15 @@ func (b *bench) latencyPass(ctx context.Context) error {
 	}
 	fmt.Fprintf(b.out, "\nlatency at %.0f requests/s (open loop, %s per target in %s slices alternating with the bare proxy)\n",
 		rate, b.opts.duration, b.opts.slice)
-	lp := &latencyPass{rate: rate, rows: make([]result, len(b.targets))}
-	var bare sample
-	for i, t := range b.targets[1:] {
-		base, own, err := b.pair(ctx, b.targets[0], t, rate)
-		if err != nil {
-			return fmt.Errorf("latency at %.0f/s: %w", rate, err)
-		}
-		r, br := own.result(), base.result()
-		r.ratio, r.addedP99 = r.rps/rate, r.p99-br.p99
-		lp.rows[i+1] = r
-		bare.add(base)
+	order := make([]int, len(b.targets)-1)
+	for k := range order {
+		order[k] = k + 1
 	}
-	lp.rows[0] = bare.result()
-	lp.rows[0].ratio = lp.rows[0].rps / rate
+	rows, err := b.pairAll(ctx, order, rate)
+	if err != nil {
+		return fmt.Errorf("latency at %.0f/s: %w", rate, err)
+	}
+	lp := &latencyPass{rate: rate, rows: rows}
 	tw := newTextTable(b.out, b.nameWidth(), latencyHeader)
 	for i, t := range b.targets {
 		tw.row(latencyRow(t.name, lp.rows[i]))

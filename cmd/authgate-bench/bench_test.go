@@ -173,7 +173,7 @@ func TestDriveAtHoldsTheRateAndCountsTheQueue(t *testing.T) {
 	defer srv.Close()
 	tg := &target{name: "t", url: srv.URL, header: http.Header{}, bearer: true, client: newLoadClient(4)}
 
-	m, err := tg.driveAt(t.Context(), 4, time.Second, 200)
+	m, err := tg.load(t.Context(), 4, time.Second, 200)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestDriveAtHoldsTheRateAndCountsTheQueue(t *testing.T) {
 	// One worker, 20 ms an answer (50/s at most), asked for 100/s: the
 	// requests queue, and the last ones were due long before they went.
 	slow.Store(true)
-	m, err = tg.driveAt(t.Context(), 1, time.Second, 100)
+	m, err = tg.load(t.Context(), 1, time.Second, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

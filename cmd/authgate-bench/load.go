@@ -144,17 +144,11 @@ func (t *target) drive(ctx context.Context, c int, d time.Duration) (measured, e
 	return t.load(ctx, c, d, 0)
 }
 
-// driveAt sends requests to t at rate requests/s, whatever its answers'
-// pace (an open loop: request i is due at i/rate from the start), from c
-// workers, for d. A request's latency runs from when it was due, not from
-// when a worker got to it, so a target that falls behind shows its queue
-// in the figures (no coordinated omission).
-func (t *target) driveAt(ctx context.Context, c int, d time.Duration, rate float64) (measured, error) {
-	return t.load(ctx, c, d, rate)
-}
-
-// load is drive (rate 0: closed loop, as fast as answers come) and
-// driveAt.
+// load is drive with rate 0. With rate > 0 it sends at rate requests/s
+// whatever the answers' pace (an open loop: request i is due at i/rate
+// from the start), and a request's latency runs from when it was due, not
+// from when a worker got to it, so a target that falls behind shows its
+// queue in the figures (no coordinated omission).
 func (t *target) load(ctx context.Context, c int, d time.Duration, rate float64) (measured, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -103,7 +103,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	modeList := fs.String("modes", strings.Join(all, ","), "authgate modes to measure, comma-separated (the bare proxy always runs)")
 	fs.StringVar(&o.backendAddr, "backend-addr", "127.0.0.1:0", "where the backend listens (a fixed port for a peer started by hand)")
 	fs.StringVar(&o.idpAddr, "idp-addr", "127.0.0.1:0", "where the authorization server listens (likewise)")
-	fs.Func("pin", "run each measured target on these CPUs (a list such as 1 or 2-3, through taskset) and the bench, its backend, authorization servers and Redis on the others; steadier figures on a small machine", func(s string) error {
+	fs.Func("pin", "run each measured target on these CPUs (a list such as 1 or 2-3, through taskset) and the bench, its backend, authorization servers and Redis on the others (on 2 cores it did not steady the figures; for larger machines)", func(s string) error {
 		var err error
 		o.pin, err = parsePin(s)
 		return err

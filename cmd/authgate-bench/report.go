@@ -99,11 +99,11 @@ func (b *bench) costOf(what, onName, offName string) (string, bool) {
 	c, r := median(cpu), median(rps)
 	cpuText := signedUs(c) + " CPU per request"
 	if len(cpu) == 0 {
-		cpuText, c = "CPU not measured", 1
+		cpuText = "CPU not measured"
 	}
 	s := fmt.Sprintf("%s (%s against %s, median over rounds): %s, %.0f%% of requests/s",
 		what, onName, offName, cpuText, 100*r)
-	if c <= 0 || r <= 0 {
+	if (len(cpu) > 0 && c <= 0) || r <= 0 {
 		s += " (below the noise of this run)"
 	}
 	return s, true
